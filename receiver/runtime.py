@@ -1,0 +1,60 @@
+"""Running an aiohttp application until SIGTERM/SIGINT, with a graceful stop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import ssl
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from aiohttp import web
+
+log = logging.getLogger("dtpush.runtime")
+
+
+def tls_context(cert: str | None, key: str | None) -> ssl.SSLContext | None:
+    if cert is None or key is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    return context
+
+
+async def wait_for_stop_signal() -> None:
+    """Return on SIGTERM or SIGINT (Ctrl-C)."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+
+
+@asynccontextmanager
+async def serving(
+    app: web.Application,
+    *,
+    host: str,
+    port: int,
+    ssl_context: ssl.SSLContext | None = None,
+    grace: float = 10.0,
+) -> AsyncIterator[str]:
+    """Serve `app` on host:port while the block runs; yields the base URL actually bound."""
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=grace, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, ssl_context=ssl_context, reuse_address=True)
+    try:
+        await site.start()
+        server = site._server
+        sockets = getattr(server, "sockets", None) or []
+        bound_port = sockets[0].getsockname()[1] if sockets else port
+        scheme = "https" if ssl_context else "http"
+        shown_host = "127.0.0.1" if host in ("0.0.0.0", "") else host
+        yield f"{scheme}://{shown_host}:{bound_port}"
+    finally:
+        await runner.cleanup()
