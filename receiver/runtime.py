@@ -13,6 +13,9 @@ from aiohttp import web
 
 log = logging.getLogger("dtpush.runtime")
 
+#: Header values up to this size reach the views (a huge token is answered 401, not 400).
+MAX_HEADER_BYTES = 32768
+
 
 def tls_context(cert: str | None, key: str | None) -> ssl.SSLContext | None:
     if cert is None or key is None:
@@ -45,7 +48,13 @@ async def serving(
     grace: float = 10.0,
 ) -> AsyncIterator[str]:
     """Serve `app` on host:port while the block runs; yields the base URL actually bound."""
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=grace, handle_signals=False)
+    runner = web.AppRunner(
+        app,
+        access_log=None,
+        shutdown_timeout=grace,
+        handle_signals=False,
+        max_field_size=MAX_HEADER_BYTES,
+    )
     await runner.setup()
     site = web.TCPSite(runner, host, port, ssl_context=ssl_context, reuse_address=True)
     try:
