@@ -32,10 +32,31 @@ from cryptography.hazmat.primitives.asymmetric.ec import SECP256R1, EllipticCurv
 from jwt.algorithms import ECAlgorithm
 
 from receiver.errors import Refusal
-from receiver.jws import DT_HEADER, b64url_decode, check_header, json_object, split
+from receiver.jws import (
+    DT_HEADER,
+    b64url_decode,
+    check_header,
+    json_object,
+    sign_es256,
+    sign_hs256,
+    split,
+)
 
 if TYPE_CHECKING:
     from receiver.config import VerifySettings
+
+__all__ = [
+    "ASYMMETRIC_HEADER",
+    "HMAC_HEADER",
+    "AsymmetricVerifier",
+    "Claims",
+    "HmacVerifier",
+    "KeySource",
+    "UnknownKey",
+    "Verifier",
+    "sign_es256",
+    "sign_hs256",
+]
 
 HMAC_HEADER = "X-Dt-Signature"
 ASYMMETRIC_HEADER = "DT-Asymmetric-Signature"
