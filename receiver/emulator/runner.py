@@ -1,0 +1,90 @@
+"""Running the emulator on a loopback socket: for tests, the demo and `dtpush emulator`.
+
+::
+
+    async with running_emulator() as emu:        # port 0 = a free port
+        emu.api_url    # http://127.0.0.1:PORT/v2
+        emu.token_url  # http://127.0.0.1:PORT/oauth2/token
+        emu.env        # the variables `dtpush emulator` prints as `export` lines
+        emu.state      # the EmulatorState behind it
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from receiver.emulator.api import STATE_KEY, Clock, create_emulator_app
+from receiver.emulator.auth import TOKEN_PATH
+from receiver.emulator.state import EmulatorState
+
+#: The order `dtpush emulator` prints them in.
+ENV_NAMES = (
+    "DT_API_URL",
+    "DT_TOKEN_URL",
+    "DT_SERVICE_ACCOUNT_KEY_ID",
+    "DT_SERVICE_ACCOUNT_SECRET",
+    "DT_SERVICE_ACCOUNT_EMAIL",
+    "DTPUSH_CONNECTOR_PROJECT_ID",
+)
+
+
+@dataclass(frozen=True)
+class RunningEmulator:
+    host: str
+    port: int
+    state: EmulatorState
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    @property
+    def api_url(self) -> str:
+        return self.url + "/v2"
+
+    @property
+    def token_url(self) -> str:
+        return self.url + TOKEN_PATH
+
+    @property
+    def env(self) -> dict[str, str]:
+        """DT_API_URL, DT_TOKEN_URL, the service account and the project id, in that order."""
+        account = self.state.service_account
+        return {
+            "DT_API_URL": self.api_url,
+            "DT_TOKEN_URL": self.token_url,
+            "DT_SERVICE_ACCOUNT_KEY_ID": account.key_id,
+            "DT_SERVICE_ACCOUNT_SECRET": account.secret,
+            "DT_SERVICE_ACCOUNT_EMAIL": account.email,
+            "DTPUSH_CONNECTOR_PROJECT_ID": self.state.project_id,
+        }
+
+
+@asynccontextmanager
+async def running_emulator(
+    host: str = "127.0.0.1",
+    port: int = 0,
+    *,
+    state: EmulatorState | None = None,
+    clock: Clock = time.time,
+    shutdown_timeout: float = 1.0,
+) -> AsyncIterator[RunningEmulator]:
+    """Serve the emulator on `host`:`port` (0 = a free port) until the block ends."""
+    app = create_emulator_app(state, clock=clock)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=shutdown_timeout)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, host, port)
+        await site.start()
+        bound_port = int(runner.addresses[0][1])
+        emulator = RunningEmulator(host, bound_port, app[STATE_KEY])
+        emulator.state.base_url = emulator.url
+        yield emulator
+    finally:
+        await runner.cleanup()
