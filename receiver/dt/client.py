@@ -234,7 +234,7 @@ class Client:
                         help=exc.help,
                     ) from None
                 raise
-            logger.debug("dt_token_fetched key_id=%s", auth.key_id)
+            logger.debug("dt_token_fetched", extra={"fields": {"key_id": auth.key_id}})
             return auth.accept(answer, self._clock())
 
     # -- one call, with its retries -------------------------------------------------------
@@ -273,21 +273,21 @@ class Client:
                 maybe_arrived = maybe_arrived or exc.maybe_sent
                 if delay is None:
                     raise
-                logger.warning(
-                    "dt_request_retry method=%s path=%s error=%s wait=%.2f retry=%d",
-                    method, path, type(exc).__name__, delay, retry + 1,
-                )  # fmt: skip
+                _log_retry(
+                    {"method": method, "path": path, "error": type(exc).__name__}, delay, retry
+                )
                 await self._sleep(delay)
                 waited += delay
                 retry += 1
                 continue
-            logger.debug("dt_request method=%s path=%s status=%d", method, path, answer.status)
+            fields: dict[str, Any] = {"method": method, "path": path, "status": answer.status}
+            logger.debug("dt_request", extra={"fields": fields})
             if 200 <= answer.status < 300:
                 return answer.body
             if answer.status == 401 and authorized and not refreshed and self._auth is not None:
                 refreshed = True
                 self._auth.invalidate(token)
-                logger.info("dt_token_rejected method=%s path=%s", method, path)
+                logger.info("dt_token_rejected", extra={"fields": {"method": method, "path": path}})
                 continue
             if answer.status == 404 and gone_ok_on_resend and maybe_arrived:
                 return None
@@ -305,10 +305,7 @@ class Client:
                 )
             if delay is None:
                 raise error
-            logger.warning(
-                "dt_request_retry method=%s path=%s status=%d wait=%.2f retry=%d",
-                method, path, answer.status, delay, retry + 1,
-            )  # fmt: skip
+            _log_retry(fields, delay, retry)
             await self._sleep(delay)
             waited += delay
             retry += 1
@@ -359,6 +356,11 @@ class Client:
             except orjson.JSONDecodeError:
                 body = None
         return _Answer(status, answer_headers, body, text)
+
+
+def _log_retry(fields: dict[str, Any], delay: float, retry: int) -> None:
+    fields = {**fields, "wait": round(delay, 3), "retry": retry + 1}
+    logger.warning("dt_request_retry", extra={"fields": fields})
 
 
 def outcome_unknown(exc: BaseException) -> bool:

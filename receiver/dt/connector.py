@@ -143,7 +143,9 @@ class DataConnector:
                 ),
             )
         elif connector_type != HTTP_PUSH:
-            logger.debug("dt_connector_config_unsupported type=%s", connector_type)
+            logger.debug(
+                "dt_connector_config_unsupported", extra={"fields": {"type": connector_type}}
+            )
 
     def __repr__(self) -> str:
         return (
@@ -211,7 +213,7 @@ class DataConnector:
                 if not outcome_unknown(exc):
                     raise
                 lost = exc
-            logger.warning("dt_create_answer_lost project=%s resolving=list", project_id)
+            logger.warning("dt_create_answer_lost", extra={"fields": {"project_id": project_id}})
             found = [
                 dc
                 for dc in await _list(cls, client, project_id)
@@ -223,7 +225,7 @@ class DataConnector:
             raise AmbiguousConnectors(display_name, [dc.data_connector_id for dc in found])
         if not found:
             raise lost
-        logger.info("dt_connector_adopted id=%s", found[0].data_connector_id)
+        logger.info("dt_connector_adopted", extra={"fields": {"id": found[0].data_connector_id}})
         return found[0]
 
     @classmethod
