@@ -64,8 +64,10 @@ _INSERT_EVENT = (
     "INSERT INTO events (event_id, event_type, device_id, project_id, timestamp, received_at,"
     " labels, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING"
 )
+# `latest` takes the stored row, so a redelivered id with other content changes nothing either.
 _UPSERT_LATEST = (
-    "INSERT INTO latest (device_id, event_type, event_id, timestamp, data) VALUES (?, ?, ?, ?, ?)"
+    "INSERT INTO latest (device_id, event_type, event_id, timestamp, data)"
+    " SELECT device_id, event_type, event_id, timestamp, data FROM events WHERE event_id = ?"
     " ON CONFLICT (device_id, event_type) DO UPDATE SET event_id = excluded.event_id,"
     " timestamp = excluded.timestamp, data = excluded.data"
     " WHERE excluded.timestamp > latest.timestamp"
@@ -106,6 +108,8 @@ class SqliteHandler(Handler):
         return self._commits
 
     async def start(self) -> None:
+        if self._thread is not None:
+            return
         loop = asyncio.get_running_loop()
         opened: asyncio.Future[None] = loop.create_future()
         thread = threading.Thread(
@@ -200,11 +204,9 @@ class SqliteHandler(Handler):
         try:
             connection.execute("BEGIN IMMEDIATE")
             connection.executemany(_INSERT_EVENT, rows)
-            connection.executemany(
-                _UPSERT_LATEST, [(row[2], row[1], row[0], row[4], row[7]) for row in rows]
-            )
+            connection.executemany(_UPSERT_LATEST, [(row[0],) for row in rows])
             connection.execute("COMMIT")
-        except sqlite3.Error as exc:
+        except Exception as exc:  # the writer must outlive a failed batch and answer its waiters
             with contextlib.suppress(sqlite3.Error):  # SQLite rolls back itself when it must
                 connection.rollback()
             self._healthy = False

@@ -77,11 +77,17 @@ async def test_sqlite_redelivered_event_changes_nothing(store: SqliteHandler) ->
     event = sample("temperature")
     await store.handle(event)
     first = query(store.path, "SELECT * FROM events")
-    altered = variant("temperature", event_id=event.event_id, data={"temperature": {"value": 99}})
+    latest = query(store.path, "SELECT * FROM latest")
+    altered = variant(
+        "temperature",
+        event_id=event.event_id,
+        timestamp=event.timestamp + timedelta(hours=1),
+        data={"temperature": {"value": 99}},
+    )
     await store.handle(event)
     await store.handle(altered)
     assert query(store.path, "SELECT * FROM events") == first
-    assert query(store.path, "SELECT count(*) FROM latest") == [(1,)]
+    assert query(store.path, "SELECT * FROM latest") == latest
 
 
 async def test_sqlite_older_event_does_not_replace_latest(store: SqliteHandler) -> None:
