@@ -1,26 +1,26 @@
-"""Sample events for handler tests: the DT fixtures of every type, parsed as the receiver does."""
+"""Sample events for handler tests: `receiver.testing`'s samples, parsed as the receiver does.
+
+`variant` keeps the timestamp's own offset and replaces `data` whole (unlike
+`receiver.testing.make_event_body`), to test UTC normalisation and redelivered ids.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
-from importlib.resources import files
 from typing import Any
 
 import orjson
 
 from receiver.events import Event, parse
+from receiver.testing import sample_bodies, sample_body
 
-_DATA = files("receiver") / "testing_data"
-
-#: Every event type with a fixture, in file-name order.
-SAMPLE_TYPES: tuple[str, ...] = tuple(
-    sorted(p.name.removesuffix(".json") for p in _DATA.iterdir() if p.name.endswith(".json"))
-)
+#: Every event type with a sample.
+SAMPLE_TYPES: tuple[str, ...] = tuple(sample_bodies())
 
 
 def body(event_type: str) -> bytes:
-    """The exact bytes of the fixture push of `event_type`."""
-    return (_DATA / f"{event_type}.json").read_bytes()
+    """The exact bytes of the sample push of `event_type`."""
+    return sample_body(event_type)
 
 
 def sample(event_type: str) -> Event:
