@@ -64,7 +64,8 @@ class ConnectorDelivery:
     def metrics(self, now: float) -> dict[str, Any]:
         """DT's ``:metrics`` answer for the last 3 hours."""
         self._prune(now)
-        window = [a for a in self.attempts if a.at <= now]
+        horizon = now - METRICS_WINDOW_SECONDS
+        window = [a for a in self.attempts if horizon <= a.at <= now]
         successes = sum(1 for a in window if a.ok)
         return {
             "metrics": {
