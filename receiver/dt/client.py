@@ -55,7 +55,7 @@ logger = logging.getLogger("receiver.dt")
 
 _MISSING_CREDENTIALS = (
     "missing service-account credentials: set DT_SERVICE_ACCOUNT_KEY_ID, "
-    "DT_SERVICE_ACCOUNT_SECRET and DT_SERVICE_ACCOUNT_EMAIL, or pass auth="
+    "DT_SERVICE_ACCOUNT_SECRET and DT_SERVICE_ACCOUNT_EMAIL (or pass auth=)"
 )
 
 

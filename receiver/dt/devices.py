@@ -93,10 +93,12 @@ class Device:
         project_id: str,
         device_types: Sequence[str] | None = None,
         label_filters: Mapping[str, str] | None = None,
+        *,
+        page_size: int | None = None,
         **kwargs: Any,
     ) -> list[Device]:
         """Every device of the project (all pages), optionally of some types / labels."""
-        params: list[tuple[str, str]] = []
+        params: list[tuple[str, str]] = _page_size(page_size)
         if device_types is not None:
             params.extend(("device_types", t) for t in _strings("device_types", device_types))
         if label_filters is not None:
@@ -178,11 +180,16 @@ def history_params(
     end = rfc3339(end_time)
     if end is not None:
         params.append(("endTime", end))
-    if page_size is not None:
-        if isinstance(page_size, bool) or not isinstance(page_size, int) or page_size < 1:
-            raise ConfigurationError("page_size must be a positive integer")
-        params.append(("pageSize", str(page_size)))
+    params.extend(_page_size(page_size))
     return params
+
+
+def _page_size(page_size: int | None) -> list[tuple[str, str]]:
+    if page_size is None:
+        return []
+    if isinstance(page_size, bool) or not isinstance(page_size, int) or page_size < 1:
+        raise ConfigurationError("page_size must be a positive integer")
+    return [("pageSize", str(page_size))]
 
 
 def rfc3339(value: TimeArg) -> str | None:

@@ -111,7 +111,11 @@ class ApiError(DtApiError):
         self.excerpt = excerpt
         self.retry_after = retry_after
         detail = error if error else excerpt
-        message = f"{status} {_REASONS.get(status, 'error')}"
+        if self.status_code and status != self.status_code:
+            # e.g. the token endpoint's 400, reported as Unauthorized
+            message = f"{_REASONS[self.status_code]} (status {status})"
+        else:
+            message = f"{status} {_REASONS.get(status, 'error')}"
         if detail:
             message += f": {detail}"
         super().__init__(message)
