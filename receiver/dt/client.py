@@ -292,7 +292,7 @@ class Client:
             if answer.status == 404 and gone_ok_on_resend and maybe_arrived:
                 return None
             retry_after = None
-            if answer.status == 429:
+            if answer.status in (429, 503):
                 retry_after = parse_retry_after(answer.headers.get("Retry-After"))
             error = error_for_status(
                 answer.status, answer.body, answer.text, retry_after=retry_after
@@ -376,9 +376,16 @@ _CLIENT_OPTIONS = frozenset({"auth", "base_url", "request_timeout", "request_att
 
 
 @functools.cache
-def _environment_defaults() -> tuple[ServiceAccountAuth | None, str]:
-    """Credentials and API URL from the environment, read once per process."""
-    return auth_from_env(os.environ), os.environ.get(ENV_API_URL) or DEFAULT_API_URL
+def environment_auth() -> ServiceAccountAuth | None:
+    """The SDK-style calls' default credentials, from the environment, read once per process
+    (the token they get is cached on this object and shared by those calls)."""
+    return auth_from_env(os.environ)
+
+
+@functools.cache
+def environment_api_url() -> str:
+    """The SDK-style calls' default API URL (``DT_API_URL``), read once per process."""
+    return os.environ.get(ENV_API_URL) or DEFAULT_API_URL
 
 
 @contextlib.asynccontextmanager
@@ -402,15 +409,9 @@ async def client_for(options: Mapping[str, Any]) -> AsyncIterator[Client]:
             raise ConfigurationError("client= must be a receiver.dt.Client")
         yield given
         return
-    if "auth" in options and "base_url" in options:
-        auth, base_url = options["auth"], options["base_url"]
-    else:
-        env_auth, env_url = _environment_defaults()
-        auth = options.get("auth", env_auth)
-        base_url = options.get("base_url", env_url)
     client = Client(
-        auth,
-        base_url=base_url,
+        options["auth"] if "auth" in options else environment_auth(),
+        base_url=options["base_url"] if "base_url" in options else environment_api_url(),
         request_timeout=options.get("request_timeout", 10.0),
         request_attempts=options.get("request_attempts"),
         session=options.get("session"),

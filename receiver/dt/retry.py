@@ -8,7 +8,7 @@ The client asks `RetryPolicy.delay(...)` after every failed attempt; `None` mean
 - 429 waits `Retry-After` (seconds or an HTTP-date), capped at `retry_after_max`; without the
   header, `retry_after_default`.
 - 500, 502, 503 and 504 wait an exponential backoff: `backoff_initial * 2**retry`, capped at
-  `backoff_max`.
+  `backoff_max` — or the answer's `Retry-After` when it has one (503 may), with the same cap.
 - Nothing else is retried here (the one-time 401 retry with a fresh token is the client's).
 - The sum of all waits of one call stays within `budget` seconds: a wait that would pass it
   ends the retries instead.
@@ -66,6 +66,8 @@ class RetryPolicy:
             wait = min(max(wait, 0.0), self.retry_after_max)
         elif status in RETRIED_STATUSES:
             wait = self.backoff(retry)
+            if retry_after is not None:
+                wait = min(max(retry_after, 0.0), self.retry_after_max)
         else:
             return None
         if waited + wait > self.budget:

@@ -476,3 +476,48 @@ async def test_event_history_refuses_naive_times(client: Client) -> None:
         await EventHistory.list_events(
             "dev1", PROJECT, start_time=datetime(2024, 5, 1), client=client
         )
+
+
+async def test_calls_without_options_read_the_environment_once(
+    dt: FakeDt, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from receiver.dt.client import environment_api_url, environment_auth
+    from tests.dt.conftest import EMAIL, KEY_ID, KEY_SECRET
+
+    dt.recorder.always("GET", LIST, Answer(json={"dataConnectors": [], "nextPageToken": ""}))
+    for name, value in {
+        "DT_API_URL": dt.base_url,
+        "DT_TOKEN_URL": dt.token_url,
+        "DT_SERVICE_ACCOUNT_KEY_ID": KEY_ID,
+        "DT_SERVICE_ACCOUNT_SECRET": KEY_SECRET,
+        "DT_SERVICE_ACCOUNT_EMAIL": EMAIL,
+    }.items():
+        monkeypatch.setenv(name, value)
+    environment_auth.cache_clear()
+    environment_api_url.cache_clear()
+    try:
+        await DataConnector.list_data_connectors(PROJECT)
+        monkeypatch.setenv("DT_API_URL", "http://127.0.0.1:9/v2")  # too late: already read
+        await DataConnector.list_data_connectors(PROJECT)
+    finally:
+        environment_auth.cache_clear()
+        environment_api_url.cache_clear()
+
+    assert len(dt.recorder.to("GET", LIST)) == 2
+    assert len(dt.recorder.token_requests) == 1  # one token for both calls
+
+
+async def test_a_session_passed_in_is_used_and_left_open(dt: FakeDt) -> None:
+    import aiohttp
+
+    dt.recorder.always("GET", LIST, Answer(json={"dataConnectors": [], "nextPageToken": ""}))
+    async with aiohttp.ClientSession() as session:
+        await DataConnector.list_data_connectors(
+            PROJECT, auth=dt.auth(), base_url=dt.base_url, session=session
+        )
+        assert not session.closed
+        async with Client(dt.auth(), base_url=dt.base_url, session=session) as client:
+            await DataConnector.list_data_connectors(PROJECT, client=client)
+        assert not session.closed
+
+    assert len(dt.recorder.to("GET", LIST)) == 2

@@ -69,3 +69,8 @@ def test_request_that_may_have_arrived_is_not_resent_when_not_resendable() -> No
     assert POLICY.delay(retry=0, waited=0, maybe_sent=True, resendable=False) is None
     assert POLICY.delay(retry=0, waited=0, maybe_sent=False, resendable=False) == 0.5
     assert POLICY.delay(retry=0, waited=0, maybe_sent=True, resendable=True) == 0.5
+
+
+def test_service_unavailable_with_retry_after_waits_that_long() -> None:
+    assert POLICY.delay(retry=0, waited=0, status=503, retry_after=7.0) == 7.0
+    assert POLICY.delay(retry=0, waited=0, status=503, retry_after=999.0) == 60.0
