@@ -1,0 +1,283 @@
+"""Delivery: every pending (event, handler) pair reaches its handler at least once (spec §5).
+
+Each handler has its own *lane*: a bounded queue and `concurrency` workers. Lanes share
+nothing, so a slow or failing handler never delays another; a failed attempt is written
+back to the inbox with the time it is due again (see `receiver.backoff`) and the worker
+moves on at once: no worker ever waits out a backoff.
+
+Where deliveries come from:
+
+- `notify(event)`: the view hands over an event it has just made durable. Its deliveries
+  were inserted already leased to this dispatcher (`Inbox.attach`), so the first attempt
+  runs at once, in-process, on the parsed `Event`, and no other worker can claim them.
+- the poller: every `poll_interval` seconds (sooner when a lane drains) it claims due
+  deliveries from the inbox: retries, replays, anything left from before a restart, and
+  events ingested by another process (`dtpush serve --no-workers` + `dtpush worker`).
+  A claim leases the rows for `lease_seconds`; events are re-parsed from the stored body.
+
+A lease outlives any attempt that starts in time: a lane holds at most `2 * concurrency`
+waiting deliveries and an attempt is cut at `handler_timeout`, so a delivery starts within
+two timeouts of being leased and ends within three; `lease_seconds` is three timeouts plus
+ten seconds, and a delivery whose lease is about to run out is not started (it becomes due
+again when the lease expires, and whoever claims it then delivers it).
+
+Recording outcomes: after the handler returns, the success is queued to the inbox and made
+durable by its next grouped commit (normally a few milliseconds later); failures and dead
+letters likewise. The window: if the process dies after `handler.handle(event)` returned
+and before that commit, the inbox still holds the delivery leased to the dead process; it
+becomes due when the lease expires (`lease_seconds` after it was leased) and the handler
+gets that event once more. That is the only way a handler that succeeded sees an event
+twice; it never happens on a graceful stop (`stop` flushes), and it never affects other
+handlers of the same event.
+
+Graceful stop: no new work is taken; queued deliveries are left pending; running calls get
+`grace` seconds to finish, then are cancelled (and stay pending); every lease is given back
+and everything recorded is committed before `stop` returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import socket
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable, Mapping
+
+from receiver import events
+from receiver.backoff import Backoff
+from receiver.errors import Unavailable
+from receiver.inbox.base import Delivery, Inbox
+from receiver.metrics import Metrics
+from receiver.registry import Handler
+
+log = logging.getLogger("dtpush.delivery")
+
+_ERROR_CHARS = 300
+
+
+def describe(exc: BaseException, timeout: float) -> str:
+    """The short error text kept with a failed delivery: class and message, truncated."""
+    if isinstance(exc, TimeoutError) and not str(exc):
+        return f"TimeoutError: handler took longer than {timeout:g}s"
+    text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    return text if len(text) <= _ERROR_CHARS else text[: _ERROR_CHARS - 1] + "…"
+
+
+class _Lane:
+    """One handler's waiting deliveries and idle workers."""
+
+    def __init__(self, name: str, handler: Handler, metrics: Metrics, capacity: int) -> None:
+        self.name = name
+        self.handler = handler
+        self.capacity = capacity
+        self.low_water = capacity // 2
+        self.queue: deque[Delivery] = deque()
+        self.idle: list[asyncio.Future[None]] = []
+        self.hungry = False  # the poller waits for room in this lane
+        self.duration = metrics.handler_duration.labels(name)
+        self.failures = metrics.handler_failures.labels(name)
+
+    def room(self) -> int:
+        return self.capacity - len(self.queue)
+
+    def offer(self, delivery: Delivery) -> bool:
+        if len(self.queue) >= self.capacity:
+            return False
+        self.queue.append(delivery)
+        while self.idle:
+            waiter = self.idle.pop()
+            if not waiter.done():
+                waiter.set_result(None)
+                break
+        return True
+
+    def wake_all(self) -> None:
+        for waiter in self.idle:
+            if not waiter.done():
+                waiter.set_result(None)
+        self.idle.clear()
+
+
+class Dispatcher:
+    """Delivers the inbox's pending deliveries to `handlers` (keyed by handler name)."""
+
+    def __init__(
+        self,
+        inbox: Inbox,
+        handlers: Mapping[str, Handler],
+        *,
+        metrics: Metrics,
+        max_attempts: int = 12,
+        handler_timeout: float = 10.0,
+        backoff_initial: float = 1.0,
+        backoff_max: float = 600.0,
+        concurrency: int = 64,
+        poll_interval: float = 0.2,
+        clock: Callable[[], float] = time.monotonic,
+        rng: Callable[[], float] = random.random,
+        owner: str | None = None,
+    ) -> None:
+        self.inbox = inbox
+        self.max_attempts = max_attempts
+        self.handler_timeout = handler_timeout
+        self.backoff = Backoff(backoff_initial, backoff_max)
+        self.concurrency = concurrency
+        self.poll_interval = poll_interval
+        self.clock = clock
+        self.rng = rng
+        self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.lease_seconds = 3 * handler_timeout + 10
+        self._lanes = {
+            name: _Lane(name, handler, metrics, 2 * concurrency)
+            for name, handler in handlers.items()
+        }
+        self._by_type: dict[str, tuple[_Lane, ...]] = {}
+        self._workers: list[asyncio.Task[None]] = []
+        self._poller: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+        self._running = False
+
+    async def start(self) -> None:
+        """Take fresh events from `notify` and claim everything due, until `stop`."""
+        loop = asyncio.get_running_loop()
+        self.inbox.attach(self.owner, self._lanes, self.lease_seconds)
+        self._running = True
+        for lane in self._lanes.values():
+            self._workers += [
+                loop.create_task(self._work(lane), name=f"dtpush-deliver-{lane.name}")
+                for _ in range(self.concurrency)
+            ]
+        self._poller = loop.create_task(self._poll(), name="dtpush-delivery-poller")
+
+    def notify(self, event: events.Event) -> None:
+        """Deliver a freshly accepted event now (its deliveries are leased to us)."""
+        if not self._running:
+            return
+        lanes = self._by_type.get(event.event_type)
+        if lanes is None:
+            lanes = tuple(
+                lane for lane in self._lanes.values() if lane.handler.wants(event.event_type)
+            )
+            if len(self._by_type) < 1024:
+                self._by_type[event.event_type] = lanes
+        deadline = self.clock() + self.lease_seconds
+        for lane in lanes:
+            delivery = Delivery(event.event_id, lane.name, 0, event.raw, event, deadline)
+            if not lane.offer(delivery):
+                self.inbox.release(event.event_id, lane.name, owner=self.owner)
+
+    async def stop(self, grace: float) -> None:
+        """Stop taking work, let running calls finish within `grace`, give the rest back."""
+        if not self._running:
+            return
+        self._running = False
+        self.inbox.detach(self.owner)
+        if self._poller is not None:
+            self._poller.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._poller
+        for lane in self._lanes.values():
+            lane.queue.clear()
+            lane.wake_all()
+        workers, self._workers = self._workers, []
+        if workers:
+            _, late = await asyncio.wait(workers, timeout=max(grace, 0.0))
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
+            if late:
+                log.warning("delivery_cut_at_stop", extra={"fields": {"calls": len(late)}})
+        self.inbox.release_all(self.owner)
+        with contextlib.suppress(Unavailable):
+            await self.inbox.flush()
+
+    async def _work(self, lane: _Lane) -> None:
+        loop = asyncio.get_running_loop()
+        queue = lane.queue
+        while self._running:
+            while queue:
+                delivery = queue.popleft()
+                if lane.hungry and len(queue) <= lane.low_water:
+                    lane.hungry = False
+                    self._wake.set()
+                await self._deliver(lane, delivery)
+            if not self._running:
+                return
+            waiter: asyncio.Future[None] = loop.create_future()
+            lane.idle.append(waiter)
+            await waiter
+
+    async def _deliver(self, lane: _Lane, delivery: Delivery) -> None:
+        """One attempt, guarded: every exception of the handler becomes a recorded failure."""
+        started = self.clock()
+        if started + self.handler_timeout + 1 > delivery.deadline:
+            return  # the lease runs out before the call could end; it will be claimed again
+        try:
+            event = delivery.event or events.parse(delivery.raw)
+            async with asyncio.timeout(self.handler_timeout):
+                await lane.handler.handle(event)
+        except Exception as exc:
+            lane.duration.observe(self.clock() - started)
+            self._failed(lane, delivery, exc)
+        else:
+            lane.duration.observe(self.clock() - started)
+            self.inbox.done(delivery.event_id, lane.name)
+
+    def _failed(self, lane: _Lane, delivery: Delivery, exc: Exception) -> None:
+        lane.failures.inc()
+        attempts = delivery.attempts + 1
+        error = describe(exc, self.handler_timeout)
+        fields = {
+            "event_id": delivery.event_id,
+            "handler": lane.name,
+            "attempt": attempts,
+            "error": error,
+        }
+        if attempts >= self.max_attempts:
+            self.inbox.dead(
+                delivery.event_id, lane.name, owner=self.owner, attempts=attempts, error=error
+            )
+            log.error("delivery_dead", extra={"fields": fields})
+            return
+        delay = self.backoff.delay(attempts, self.rng())
+        self.inbox.retry(
+            delivery.event_id,
+            lane.name,
+            owner=self.owner,
+            attempts=attempts,
+            error=error,
+            delay=delay,
+        )
+        log.warning("delivery_failed", extra={"fields": {**fields, "retry_in": round(delay, 3)}})
+
+    async def _poll(self) -> None:
+        """Claim due deliveries whenever a lane has room: retries, replays, older work."""
+        while True:
+            wanted = {name: lane.room() for name, lane in self._lanes.items() if lane.room() > 0}
+            claimed: list[Delivery] = []
+            if wanted:
+                deadline = self.clock() + self.lease_seconds
+                try:
+                    claimed = await self.inbox.claim(
+                        wanted, owner=self.owner, lease_seconds=self.lease_seconds
+                    )
+                except Unavailable as exc:
+                    log.warning("delivery_claim_failed", extra={"fields": {"reason": exc.reason}})
+                counts: dict[str, int] = {}
+                for delivery in claimed:
+                    delivery.deadline = deadline
+                    counts[delivery.handler] = counts.get(delivery.handler, 0) + 1
+                    if not self._lanes[delivery.handler].offer(delivery):
+                        self.inbox.release(delivery.event_id, delivery.handler, owner=self.owner)
+                for name, count in counts.items():
+                    if count >= wanted[name]:  # there may be more: claim again when it drains
+                        self._lanes[name].hungry = True
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.poll_interval):
+                    await self._wake.wait()
