@@ -12,7 +12,7 @@
 
 Every classmethod takes the SDK's keyword options ``auth``, ``base_url``,
 ``request_timeout``, ``request_attempts`` (plus ``session``), or one long-lived ``client``
-(see `receiver.dt.client.client_for`). The request bodies are built by pure functions
+(see `receiver.dt.options`). The request bodies are built by pure functions
 (`create_body`, `update_body`) that tests and the reconcile plan can call directly.
 """
 
@@ -24,13 +24,14 @@ from dataclasses import dataclass
 from typing import Any, TypeAlias
 from urllib.parse import quote
 
-from receiver.dt.client import Client, client_for, outcome_unknown
+from receiver.dt.client import Client, outcome_unknown
 from receiver.dt.errors import (
     AmbiguousConnectors,
     ConfigurationError,
     DtApiError,
     UnexpectedResponse,
 )
+from receiver.dt.options import client_for
 
 logger = logging.getLogger("receiver.dt")
 

@@ -14,8 +14,8 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
-from receiver.dt.client import client_for
 from receiver.dt.errors import ConfigurationError, UnexpectedResponse
+from receiver.dt.options import client_for
 
 TimeArg = str | datetime | None
 
