@@ -26,6 +26,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import parse_qsl
 
 import orjson
 from aiohttp import web
@@ -124,6 +125,18 @@ async def _body(request: web.Request) -> Any:
         raise bad_request("request body is not valid JSON") from exc
 
 
+async def _form(request: web.Request) -> dict[str, str]:
+    """A form-encoded body, decoded strictly (DT's token endpoint takes nothing else)."""
+    if request.content_type != "application/x-www-form-urlencoded":
+        raise bad_request("expected an application/x-www-form-urlencoded body")
+    try:
+        text = (await request.read()).decode("utf-8")
+        pairs = parse_qsl(text, keep_blank_values=True, encoding="utf-8", errors="strict")
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise bad_request("malformed form body") from exc
+    return dict(pairs)
+
+
 def _page(request: web.Request, items: list[Any], key: str) -> web.Response:
     query = request.query
     size = parse_page_size(_first(query, "pageSize", "page_size"))
@@ -206,9 +219,7 @@ async def _auth_middleware(request: web.Request, handler: Handler) -> web.Stream
 
 async def token_view(request: web.Request) -> web.Response:
     state = _state(request)
-    form = await request.post()
-    fields = {key: value for key, value in form.items() if isinstance(value, str)}
-    assertion = auth.check_token_request(fields)
+    assertion = auth.check_token_request(await _form(request))
     audiences = {f"{request.scheme}://{request.host}{auth.TOKEN_PATH}", auth.DT_TOKEN_URL}
     if state.base_url:
         audiences.add(state.base_url.rstrip("/") + auth.TOKEN_PATH)

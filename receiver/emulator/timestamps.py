@@ -17,7 +17,10 @@ def parse_rfc3339(text: str) -> float:
     parsed = datetime.fromisoformat(text.replace("z", "Z"))
     if parsed.tzinfo is None:
         raise ValueError("RFC 3339 date-time without an offset")
-    return parsed.timestamp()
+    try:
+        return parsed.timestamp()
+    except OverflowError as exc:
+        raise ValueError("date-time out of range") from exc
 
 
 def format_duration(seconds: float) -> str:

@@ -260,7 +260,7 @@ async def test_colon_method_on_unknown_project_answers_404_project_not_found(
 async def test_unknown_project_answers_404(
     client: TestClient[Any, Any], headers: dict[str, str], method: str, path: str
 ) -> None:
-    kwargs = {"json": _body()} if method == "POST" else {}
+    kwargs: dict[str, Any] = {"json": _body()} if method == "POST" else {}
 
     message = await _error(await client.request(method, path, headers=headers, **kwargs), 404)
 
@@ -271,7 +271,7 @@ async def test_unknown_project_answers_404(
 async def test_unknown_connector_answers_404(
     client: TestClient[Any, Any], state: EmulatorState, headers: dict[str, str], method: str
 ) -> None:
-    kwargs = {"json": {"displayName": "x"}} if method == "PATCH" else {}
+    kwargs: dict[str, Any] = {"json": {"displayName": "x"}} if method == "PATCH" else {}
 
     message = await _error(
         await client.request(

@@ -13,6 +13,7 @@ import asyncio
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import disruptive as dt
 import disruptive.errors as dterrors
@@ -87,7 +88,7 @@ def emu() -> Iterator[RunningEmulator]:
         server.stop()
 
 
-def _create(project_id: str, **kwargs: object) -> dt.DataConnector:
+def _create(project_id: str, **kwargs: Any) -> dt.DataConnector:
     return dt.DataConnector.create_data_connector(
         project_id=project_id,
         config=dt.DataConnector.HttpPushConfig(
