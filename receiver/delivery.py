@@ -58,6 +58,7 @@ from receiver.registry import Handler
 log = logging.getLogger("dtpush.delivery")
 
 _ERROR_CHARS = 300
+_NEVER = float("inf")
 
 
 def describe(exc: BaseException, timeout: float) -> str:
@@ -103,6 +104,17 @@ class _Lane:
         self.idle.clear()
 
 
+class _Worker:
+    """One worker task of a lane, and when its running call is to be cut (the watchdog's)."""
+
+    __slots__ = ("cut_at", "task", "timed_out")
+
+    def __init__(self) -> None:
+        self.task: asyncio.Task[None] | None = None
+        self.cut_at = _NEVER
+        self.timed_out = False
+
+
 class Dispatcher:
     """Delivers the inbox's pending deliveries to `handlers` (keyed by handler name)."""
 
@@ -137,8 +149,9 @@ class Dispatcher:
             for name, handler in handlers.items()
         }
         self._by_type: dict[str, tuple[_Lane, ...]] = {}
-        self._workers: list[asyncio.Task[None]] = []
+        self._workers: list[_Worker] = []
         self._poller: asyncio.Task[None] | None = None
+        self._watchdog: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._running = False
 
@@ -148,11 +161,14 @@ class Dispatcher:
         self.inbox.attach(self.owner, self._lanes, self.lease_seconds)
         self._running = True
         for lane in self._lanes.values():
-            self._workers += [
-                loop.create_task(self._work(lane), name=f"dtpush-deliver-{lane.name}")
-                for _ in range(self.concurrency)
-            ]
+            for _ in range(self.concurrency):
+                worker = _Worker()
+                worker.task = loop.create_task(
+                    self._work(lane, worker), name=f"dtpush-deliver-{lane.name}"
+                )
+                self._workers.append(worker)
         self._poller = loop.create_task(self._poll(), name="dtpush-delivery-poller")
+        self._watchdog = loop.create_task(self._watch(), name="dtpush-delivery-watchdog")
 
     def notify(self, event: events.Event) -> None:
         """Deliver a freshly accepted event now (its deliveries are leased to us)."""
@@ -184,19 +200,24 @@ class Dispatcher:
         for lane in self._lanes.values():
             lane.queue.clear()
             lane.wake_all()
-        workers, self._workers = self._workers, []
-        if workers:
-            _, late = await asyncio.wait(workers, timeout=max(grace, 0.0))
+        tasks = [worker.task for worker in self._workers if worker.task is not None]
+        if tasks:
+            _, late = await asyncio.wait(tasks, timeout=max(grace, 0.0))
             for task in late:
                 task.cancel()
             await asyncio.gather(*late, return_exceptions=True)
             if late:
                 log.warning("delivery_cut_at_stop", extra={"fields": {"calls": len(late)}})
+        self._workers = []
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watchdog
         self.inbox.release_all(self.owner)
         with contextlib.suppress(Unavailable):
             await self.inbox.flush()
 
-    async def _work(self, lane: _Lane) -> None:
+    async def _work(self, lane: _Lane, worker: _Worker) -> None:
         loop = asyncio.get_running_loop()
         queue = lane.queue
         while self._running:
@@ -205,28 +226,56 @@ class Dispatcher:
                 if lane.hungry and len(queue) <= lane.low_water:
                     lane.hungry = False
                     self._wake.set()
-                await self._deliver(lane, delivery)
+                await self._deliver(lane, worker, delivery)
             if not self._running:
                 return
             waiter: asyncio.Future[None] = loop.create_future()
             lane.idle.append(waiter)
             await waiter
 
-    async def _deliver(self, lane: _Lane, delivery: Delivery) -> None:
-        """One attempt, guarded: every exception of the handler becomes a recorded failure."""
+    async def _deliver(self, lane: _Lane, worker: _Worker, delivery: Delivery) -> None:
+        """One attempt, guarded: every exception of the handler becomes a recorded failure.
+
+        The call is cut after `handler_timeout` by the watchdog (one timer for all workers
+        instead of one per call); the cut arrives as a cancellation, turned into TimeoutError.
+        """
         started = self.clock()
         if started + self.handler_timeout + 1 > delivery.deadline:
             return  # the lease runs out before the call could end; it will be claimed again
+        failure: Exception | None = None
+        worker.cut_at = started + self.handler_timeout
         try:
-            event = delivery.event or events.parse(delivery.raw)
-            async with asyncio.timeout(self.handler_timeout):
-                await lane.handler.handle(event)
+            await lane.handler.handle(delivery.event or events.parse(delivery.raw))
+        except asyncio.CancelledError:
+            if not worker.timed_out:
+                raise
+            worker.timed_out = False
+            if worker.task is not None and worker.task.uncancel() > 0:
+                raise  # cancelled by stop() as well
+            failure = TimeoutError()
         except Exception as exc:
-            lane.duration.observe(self.clock() - started)
-            self._failed(lane, delivery, exc)
-        else:
-            lane.duration.observe(self.clock() - started)
+            failure = exc
+        finally:
+            worker.cut_at = _NEVER
+            if worker.timed_out and worker.task is not None:  # it swallowed the cut
+                worker.timed_out = False
+                worker.task.uncancel()
+        lane.duration.observe(self.clock() - started)
+        if failure is None:
             self.inbox.done(delivery.event_id, lane.name)
+        else:
+            self._failed(lane, delivery, failure)
+
+    async def _watch(self) -> None:
+        """Cut every call running longer than `handler_timeout`."""
+        interval = min(0.25, self.handler_timeout / 4)
+        while True:
+            await asyncio.sleep(interval)
+            now = self.clock()
+            for worker in self._workers:
+                if worker.cut_at <= now and not worker.timed_out and worker.task is not None:
+                    worker.timed_out = True
+                    worker.task.cancel()
 
     def _failed(self, lane: _Lane, delivery: Delivery, exc: Exception) -> None:
         lane.failures.inc()

@@ -18,7 +18,7 @@ from receiver.events import Event, parse
 from receiver.inbox.base import QUARANTINE
 from receiver.inbox.sqlite import SqliteInbox
 from receiver.testing import make_event_body
-from tests.waiting import until
+from tests.waiting import until, until_async
 
 
 class Clock:
@@ -311,6 +311,41 @@ async def test_prune_forgets_done_events_after_the_dedup_window(tmp_path: Path) 
         assert await inbox.put(event("done"), ("h",)) is True  # outside it: accepted again
         assert await inbox.put(event("pending"), ("h",)) is False
         assert await inbox.put(event("dead"), ("g",)) is False
+    finally:
+        await inbox.close()
+
+
+async def test_prune_spans_many_events_and_keeps_pending_ones_among_them(tmp_path: Path) -> None:
+    clock = Clock()
+    inbox = SqliteInbox(tmp_path / "inbox.db", dedup_window_seconds=60, clock=clock)
+    await inbox.open()
+    try:
+        await asyncio.gather(*(inbox.put(event(f"a-{i}"), ()) for i in range(3000)))
+        await inbox.put(event("kept"), ("h",))
+        await asyncio.gather(*(inbox.put(event(f"b-{i}"), ()) for i in range(3000)))
+        clock.now += 61
+        assert await inbox.prune() == 6000
+        assert await inbox.put(event("kept"), ("h",)) is False
+        assert await inbox.put(event("b-2999"), ()) is True
+    finally:
+        await inbox.close()
+
+
+async def test_prune_runs_by_itself(tmp_path: Path) -> None:
+    clock = Clock()
+    inbox = SqliteInbox(
+        tmp_path / "inbox.db", dedup_window_seconds=60, clock=clock, prune_interval=0.05
+    )
+    await inbox.open()
+    try:
+        await inbox.put(event("old"), ())
+        clock.now += 61
+
+        async def forgotten() -> bool:
+            return await inbox.newest_received_at() is None
+
+        await until_async(forgotten, timeout=10, what="the periodic prune")
+        assert await inbox.put(event("old"), ()) is True
     finally:
         await inbox.close()
 

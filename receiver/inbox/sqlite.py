@@ -47,7 +47,7 @@ Op = tuple[Any, ...]
 # A call runs inside the writer's transaction: (batch) -> result.
 Call = Callable[["_Batch"], Any]
 
-_PRUNE_CHUNK = 5000
+_PRUNE_SPAN = 5000
 
 
 class _Batch:
@@ -113,6 +113,7 @@ class SqliteInbox(Inbox):
         self._dead: dict[str, int] = {}
         self._oldest: float | None = None
         self._commits = 0
+        self._prune_after: int | None = 0  # where the periodic prune goes on from
 
     # life cycle
 
@@ -287,7 +288,9 @@ class SqliteInbox(Inbox):
         def run(batch: _Batch) -> int:
             cutoff = batch.now - self.dedup_window_seconds
             total = 0
-            while count := store.prune(batch.cur, cutoff, _PRUNE_CHUNK):
+            after: int | None = 0
+            while after is not None:
+                count, after = store.prune(batch.cur, cutoff, after, _PRUNE_SPAN)
                 total += count
             return total
 
@@ -384,7 +387,7 @@ class SqliteInbox(Inbox):
             if now >= next_stats or stopping:
                 next_stats = now + self.stats_interval
                 version = self._refresh(cur, version)
-            if now >= next_prune and not stopping:
+            if (now >= next_prune or self._prune_after) and not stopping:
                 next_prune = now + self.prune_interval
                 self._prune_some(conn)
         conn.close()
@@ -509,17 +512,18 @@ class SqliteInbox(Inbox):
             return version
 
     def _prune_some(self, conn: sqlite3.Connection) -> None:
-        """Prune in chunks, each its own commit, yielding to queued work between chunks."""
+        """Prune span by span, each its own commit, yielding to queued work between spans."""
         cutoff = self.clock() - self.dedup_window_seconds
         cur = conn.cursor()
         try:
-            while True:
+            while self._prune_after is not None:
                 cur.execute("BEGIN IMMEDIATE")
-                count = store.prune(cur, cutoff, _PRUNE_CHUNK)
+                _, self._prune_after = store.prune(cur, cutoff, self._prune_after, _PRUNE_SPAN)
                 cur.execute("COMMIT")
                 self._commits += 1
-                if count < _PRUNE_CHUNK or not self._queue.empty():
-                    return
+                if not self._queue.empty():
+                    return  # go on at the next tick
+            self._prune_after = 0
         except sqlite3.Error as exc:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
