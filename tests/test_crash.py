@@ -62,12 +62,10 @@ path = "{data / "delivered.log"}"
 """
     )
     command = [sys.executable, "-m", "receiver", "serve", "--config", str(config)]
-    return subprocess.Popen(
-        [*command, "--log-level", "WARNING"],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=open(data / "server.log", "ab"),  # noqa: SIM115 - the child owns it
-    )
+    with open(data / "server.log", "ab") as log:
+        return subprocess.Popen(
+            [*command, "--log-level", "WARNING"], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log
+        )
 
 
 async def wait_ready(session: aiohttp.ClientSession, port: int) -> None:
@@ -139,9 +137,10 @@ async def test_acknowledged_pushes_survive_sigkill_and_reach_the_handler(
             server = start_server(tmp_path, port)
             await wait_ready(session, port)
             await until(
-                lambda: acknowledged <= set(delivered(tmp_path)),
+                lambda: acknowledged <= set(delivered(tmp_path))
+                and acknowledged <= set(stored(tmp_path)),
                 timeout=120,
-                what="every acknowledged event to be delivered after the restart",
+                what="every acknowledged event to reach both handlers after the restart",
             )
     finally:
         if server.poll() is None:
