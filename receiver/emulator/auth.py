@@ -159,7 +159,7 @@ def check_authorization(
             raise ApiError(401, "invalid basic credentials") from exc
         key_id, _, secret = decoded.partition(":")
         account = accounts.get(key_id)
-        if account is not None and hmac.compare_digest(account.secret, secret):
+        if account is not None and hmac.compare_digest(account.secret.encode(), secret.encode()):
             return
         raise ApiError(401, "invalid basic credentials")
     raise ApiError(401, "unsupported authorization scheme")

@@ -9,7 +9,8 @@ rule that matches its method and path, which counts down by one.
 - `delay_next(n, seconds)`: the next `n` matching requests are processed, then answered
   `seconds` later (longer than a client's timeout = an answer lost after the server acted).
 - `drop_next(n)`: the next `n` matching requests are processed, then the connection is
-  closed without an answer.
+  closed without an answer. (aiohttp's client silently retries an idempotent request once
+  after such a drop; arm two drops to make a GET fail.)
 - `delay_all(seconds)`: every answer is delayed (0 turns it off).
 
 Expiring every access token is `EmulatorState.expire_tokens()`.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import io
 import random
@@ -83,6 +84,19 @@ def test_time_and_page_token_parsing_fail_only_with_their_own_errors(text: str) 
         decode_token(text)
     except ApiError as exc:
         assert exc.status == 400
+
+
+async def test_hostile_basic_credentials_with_non_ascii_secret_get_401(
+    client: TestClient[Any, Any], state: EmulatorState
+) -> None:
+    credentials = base64.b64encode(f"{state.service_account.key_id}:sécret".encode()).decode()
+
+    response = await client.get(
+        f"/v2/projects/{state.project_id}/dataconnectors",
+        headers={"Authorization": f"Basic {credentials}"},
+    )
+
+    assert response.status == 401
 
 
 @pytest.mark.parametrize(
