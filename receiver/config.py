@@ -92,9 +92,7 @@ class DeliverySettings:
 @dataclass(frozen=True)
 class HandlersSettings:
     enabled: tuple[str, ...] = ("sqlite",)
-    options: Mapping[str, Mapping[str, Any]] = field(
-        default_factory=lambda: MappingProxyType({})
-    )
+    options: Mapping[str, Mapping[str, Any]] = field(default_factory=lambda: MappingProxyType({}))
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,22 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 PUSH_OUTCOMES = ("accepted", "duplicate", "quarantined", "unauthorized", "too_large", "unavailable")
 
-_LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+_LATENCY_BUCKETS = (
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+)
 _DELAY_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0, 43200.0)
 _SKEW_BUCKETS = (-60.0, -10.0, -1.0, -0.1, 0.0, 0.1, 1.0, 10.0, 60.0, 300.0, 3600.0)
 
@@ -39,7 +54,10 @@ class Metrics:
             registry=registry,
         )
         self.events = Counter(
-            "dtpush_events", "New events accepted, by event type.", ["event_type"], registry=registry
+            "dtpush_events",
+            "New events accepted, by event type.",
+            ["event_type"],
+            registry=registry,
         )
         self.event_delay = Histogram(
             "dtpush_event_delay_seconds",
@@ -62,7 +80,10 @@ class Metrics:
             registry=registry,
         )
         self.handler_failures = Counter(
-            "dtpush_handler_failures", "Failed or timed-out handler calls.", ["handler"], registry=registry
+            "dtpush_handler_failures",
+            "Failed or timed-out handler calls.",
+            ["handler"],
+            registry=registry,
         )
         self.dead_letters = Gauge(
             "dtpush_dead_letters", "Dead letters, by handler.", ["handler"], registry=registry
@@ -100,5 +121,7 @@ class Metrics:
             registry=registry,
         )
         self.backfilled_events = Counter(
-            "dtpush_backfilled_events", "Events fetched from DT's history by backfill.", registry=registry
+            "dtpush_backfilled_events",
+            "Events fetched from DT's history by backfill.",
+            registry=registry,
         )

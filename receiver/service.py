@@ -137,4 +137,3 @@ class Service:
                 )
         await self.inbox.close()
         log.info("service_stopped")
-

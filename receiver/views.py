@@ -28,7 +28,9 @@ log = logging.getLogger("dtpush.push")
 _JSON = "application/json"
 
 
-def _answer(status: int, payload: dict[str, object], headers: dict[str, str] | None = None) -> web.Response:
+def _answer(
+    status: int, payload: dict[str, object], headers: dict[str, str] | None = None
+) -> web.Response:
     return web.Response(
         status=status, body=orjson.dumps(payload), content_type=_JSON, headers=headers
     )
@@ -117,17 +119,13 @@ class PushView:
             return _answer(200, {"status": "duplicate", "eventId": event.event_id})
         metrics.push_requests.labels("accepted").inc()
         metrics.events.labels(event.event_type).inc()
-        metrics.event_delay.labels(event.event_type).observe(
-            received - event.timestamp.timestamp()
-        )
+        metrics.event_delay.labels(event.event_type).observe(received - event.timestamp.timestamp())
         return _answer(200, {"status": "accepted", "eventId": event.event_id})
 
     def _unavailable(self, exc: Unavailable) -> web.Response:
         self.service.metrics.push_requests.labels("unavailable").inc()
         log.warning("push_unavailable", extra={"fields": {"reason": exc.reason}})
-        return _answer(
-            503, {"error": exc.reason}, headers={"Retry-After": str(exc.retry_after)}
-        )
+        return _answer(503, {"error": exc.reason}, headers={"Retry-After": str(exc.retry_after)})
 
     def _warn_insecure(self) -> None:
         self._insecure_count += 1

@@ -34,7 +34,8 @@ def test_settings_without_sources_are_the_documented_defaults() -> None:
 def test_later_sources_win_toml_then_env_then_flags(tmp_path: Path) -> None:
     config = write(tmp_path, "[server]\nport = 9000\nhost = '127.0.0.1'\npath = '/dt'\n")
     settings = load_settings(
-        config, env={"DTPUSH_SERVER_PORT": "9001", "DTPUSH_SERVER_PATH": "/env"},
+        config,
+        env={"DTPUSH_SERVER_PORT": "9001", "DTPUSH_SERVER_PATH": "/env"},
         overrides={"server.port": 9002},
     )
     assert settings.server.port == 9002

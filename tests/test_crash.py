@@ -76,7 +76,7 @@ async def wait_ready(session: aiohttp.ClientSession, port: int) -> None:
         except aiohttp.ClientError:
             return False
 
-    await until_async(ready, timeout=30, what="the server to be ready")
+    await until_async(ready, within=30, what="the server to be ready")
 
 
 def delivered(data: Path) -> Counter[str]:
@@ -108,7 +108,7 @@ async def push_until_killed(
             try:
                 async with session.post(url, data=body, headers=signer.headers(body)) as response:
                     answer = await response.json(content_type=None)
-            except (aiohttp.ClientError, ValueError, asyncio.TimeoutError):
+            except (TimeoutError, aiohttp.ClientError, ValueError):
                 continue
             if response.status == 200 and answer.get("status") == "accepted":
                 acknowledged.add(answer["eventId"])
@@ -137,9 +137,11 @@ async def test_acknowledged_pushes_survive_sigkill_and_reach_the_handler(
             server = start_server(tmp_path, port)
             await wait_ready(session, port)
             await until(
-                lambda: acknowledged <= set(delivered(tmp_path))
-                and acknowledged <= set(stored(tmp_path)),
-                timeout=120,
+                lambda: (
+                    acknowledged <= set(delivered(tmp_path))
+                    and acknowledged <= set(stored(tmp_path))
+                ),
+                within=120,
                 what="every acknowledged event to reach both handlers after the restart",
             )
     finally:

@@ -20,11 +20,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import jwt
-from jwt.warnings import InsecureKeyLengthWarning
 import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from jwt.warnings import InsecureKeyLengthWarning
 from prometheus_client import CollectorRegistry
 
 from receiver.app import create_app
@@ -123,9 +123,9 @@ header_octets = st.binary(min_size=1, max_size=200).map(legal)
 bodies = st.one_of(
     st.sampled_from(["temperature", "touch", "humidity", "labelsChanged"]).map(make_event_body),
     st.binary(max_size=300),
-    st.sampled_from(["temperature", "co2"]).map(make_event_body).flatmap(
-        lambda body: st.integers(0, len(body) - 1).map(lambda cut: body[:cut])
-    ),
+    st.sampled_from(["temperature", "co2"])
+    .map(make_event_body)
+    .flatmap(lambda body: st.integers(0, len(body) - 1).map(lambda cut: body[:cut])),
     st.integers(MAX_BODY + 1, MAX_BODY * 3).map(lambda size: b"{" * size),
 )
 
@@ -137,9 +137,20 @@ def pushes(draw: st.DrawFn) -> tuple[list[tuple[bytes, bytes]], bytes, bool]:
     kind = draw(
         st.sampled_from(
             [
-                "valid", "none", "garbage", "non_utf8", "huge", "alg_none", "alg_hs512",
-                "alg_rs256", "missing_claims", "wrong_checksum", "mutated", "wrong_secret",
-                "not_json_parts", "claims_not_object",
+                "valid",
+                "none",
+                "garbage",
+                "non_utf8",
+                "huge",
+                "alg_none",
+                "alg_hs512",
+                "alg_rs256",
+                "missing_claims",
+                "wrong_checksum",
+                "mutated",
+                "wrong_secret",
+                "not_json_parts",
+                "claims_not_object",
             ]
         )
     )

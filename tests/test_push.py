@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import jwt
-from jwt.warnings import InsecureKeyLengthWarning
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
+from jwt.warnings import InsecureKeyLengthWarning
 from prometheus_client import CollectorRegistry
 
 from receiver.app import SERVICE_KEY, create_app
@@ -159,7 +159,13 @@ def _refusal_cases() -> list[tuple[str, Callable[[bytes], dict[str, str]], dict[
             lambda body: {"X-Dt-Signature": _token(_claims(body), algorithm="HS512")},
             {},
         ),
-        ("bad_signature", lambda body: {"X-Dt-Signature": _token(_claims(body), "wrong-secret-0123456789abcdef0123")}, {}),
+        (
+            "bad_signature",
+            lambda body: {
+                "X-Dt-Signature": _token(_claims(body), "wrong-secret-0123456789abcdef0123")
+            },
+            {},
+        ),
         ("missing_claim", lambda body: {"X-Dt-Signature": _token(_claims(body, exp=None))}, {}),
         (
             "expired",
@@ -186,7 +192,9 @@ def _refusal_cases() -> list[tuple[str, Callable[[bytes], dict[str, str]], dict[
     ]
 
 
-@pytest.mark.parametrize(("reason", "headers", "env"), _refusal_cases(), ids=lambda v: v if isinstance(v, str) else "")
+@pytest.mark.parametrize(
+    ("reason", "headers", "env"), _refusal_cases(), ids=lambda v: v if isinstance(v, str) else ""
+)
 async def test_each_refusal_reason_is_answered_401_with_its_name_and_nothing_stored(
     make_client: MakeClient,
     recorder: RecordingHandler,
@@ -285,7 +293,8 @@ async def test_inbox_full_answers_503_with_retry_after_but_duplicates_still_200(
 ) -> None:
     recorder.always_fail = True  # keeps its deliveries pending
     client = await make_client(
-        DTPUSH_INBOX_MAX_PENDING="2", DTPUSH_DELIVERY_BACKOFF_INITIAL_SECONDS="60",
+        DTPUSH_INBOX_MAX_PENDING="2",
+        DTPUSH_DELIVERY_BACKOFF_INITIAL_SECONDS="60",
         DTPUSH_DELIVERY_BACKOFF_MAX_SECONDS="60",
     )
     bodies = [make_event_body("touch") for _ in range(3)]

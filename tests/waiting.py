@@ -9,21 +9,21 @@ from collections.abc import Awaitable, Callable
 POLL_SECONDS = 0.05
 
 
-async def until(condition: Callable[[], bool], *, timeout: float, what: str) -> None:
-    """Return as soon as `condition()` holds; fail naming `what` after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
+async def until(condition: Callable[[], bool], *, within: float, what: str) -> None:
+    """Return as soon as `condition()` holds; fail naming `what` after `within` seconds."""
+    deadline = time.monotonic() + within
     while not condition():
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+            raise AssertionError(f"timed out after {within} s waiting for {what}")
         await asyncio.sleep(POLL_SECONDS)
 
 
 async def until_async(
-    condition: Callable[[], Awaitable[bool]], *, timeout: float, what: str
+    condition: Callable[[], Awaitable[bool]], *, within: float, what: str
 ) -> None:
     """`until` for a condition that has to await (an HTTP probe, say)."""
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + within
     while not await condition():
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+            raise AssertionError(f"timed out after {within} s waiting for {what}")
         await asyncio.sleep(POLL_SECONDS)

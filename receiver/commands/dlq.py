@@ -19,8 +19,10 @@ T = TypeVar("T")
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
-        "dlq", help="list, replay or purge dead letters", description="The dead letters: "
-        "(event, handler) pairs that failed delivery.max_attempts times, and quarantined bodies."
+        "dlq",
+        help="list, replay or purge dead letters",
+        description="The dead letters: "
+        "(event, handler) pairs that failed delivery.max_attempts times, and quarantined bodies.",
     )
     verbs = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
     listing = verbs.add_parser("list", help="show dead letters")
@@ -90,7 +92,11 @@ def run_list(args: argparse.Namespace) -> int:
     titles = ("EVENT ID", "TYPE", "HANDLER", "ATTEMPTS", "FAILED AT (UTC)", "LAST ERROR")
     widths = [max(len(row[i]) for row in [titles, *rows]) for i in range(5)]
     for row in [titles, *rows]:
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False)) + "  " + row[5])
+        print(
+            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False))
+            + "  "
+            + row[5]
+        )
     return 0
 
 

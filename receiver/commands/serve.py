@@ -20,8 +20,9 @@ SHORT_SECRET_BYTES = 32
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
-        "serve", help="run the receiver", description="Run the receiver: HTTP ingest, inbox, "
-        "and in-process delivery workers."
+        "serve",
+        help="run the receiver",
+        description="Run the receiver: HTTP ingest, inbox, and in-process delivery workers.",
     )
     parser.add_argument("--host", help="address to listen on (server.host)")
     parser.add_argument("--port", type=int, help="port to listen on (server.port; 0 = any free)")
