@@ -1,11 +1,12 @@
-"""`dtpush connector list|get|create|update|delete|sync|metrics`: the Data Connector API.
+"""`dtpush connector list|get|create|update|delete|sync|metrics|ensure`: the Data Connector API.
 
 Credentials and endpoints come from the official SDK's variables (``DT_SERVICE_ACCOUNT_*``,
 ``DT_API_URL``, ``DT_TOKEN_URL``); the project is ``connector.project_id`` (``--project``
 overrides it). Output is a readable table, or with ``--json`` the API object(s) as one JSON
 document. Signature secrets and custom header values print as ``***`` unless
 ``--show-secret``. An API failure (wrong credentials, unknown id or project) is one line on
-stderr and exit code 1; usage and configuration errors exit 2.
+stderr and exit code 1; usage and configuration errors exit 2. `ensure` is the bootstrap's
+reconcile (`receiver.connector`), once: it prints what it did.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any, TextIO
 import orjson
 
 from receiver.config import Settings, load_settings
+from receiver.connector import Desired, reconcile
 from receiver.dt import (
     ACTIVE,
     USER_DISABLED,
@@ -55,6 +57,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "delete": "delete a connector",
         "sync": "ask DT to re-push the latest event of every device",
         "metrics": "show a connector's push metrics of the last 3 hours",
+        "ensure": "create or repair the managed connector as configured, once (bootstrap)",
     }
     for action, text in helps.items():
         sub = actions.add_parser(action, help=text, description=text[0].upper() + text[1:] + ".")
@@ -168,6 +171,18 @@ async def _act(
         elif action == "metrics":
             metric = await DataConnector.get_metrics(args.id, project_id, **options)
             return _json(dict(metric.raw)) if args.json else metric_text(metric)
+        elif action == "ensure":
+            desired = Desired.from_settings(settings, project_id=project_id)
+            done = await reconcile(client, desired)
+            if args.json:
+                return _json(
+                    {
+                        "action": done.action,
+                        "fields": list(done.fields),
+                        "connector": masked(done.connector.raw),
+                    }
+                )
+            return done.describe()
         elif action == "delete":
             await DataConnector.delete_data_connector(args.id, project_id, **options)
             return _json({}) if args.json else f"deleted {args.id}"
