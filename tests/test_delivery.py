@@ -137,7 +137,7 @@ async def test_delivery_failing_handler_succeeds_on_third_attempt_other_handler_
         await flaky.wait_for(1)
         await steady.wait_for(1)
         await inbox.flush()
-        await until(lambda: inbox.stats().pending == 0, timeout=10, what="nothing pending")
+        await until(lambda: inbox.stats().pending == 0, within=10, what="nothing pending")
     assert flaky.calls == 3 and flaky.ids == ["ev-1"]
     assert steady.calls == 1 and steady.ids == ["ev-1"]
     assert sample(metrics, "dtpush_handler_failures_total", "flaky") == 2
@@ -179,7 +179,7 @@ async def test_delivery_always_failing_handler_becomes_dead_letter_then_replay_d
     async with running(inbox, handlers, metrics=metrics, max_attempts=3) as dispatcher:
         await accept(inbox, dispatcher, handlers, event("doomed"))
         await until(
-            lambda: inbox.stats().dead_letters == {"broken": 1}, timeout=10, what="dead letter"
+            lambda: inbox.stats().dead_letters == {"broken": 1}, within=10, what="dead letter"
         )
         [letter] = await inbox.list_dead()
         assert (letter.event_id, letter.event_type, letter.handler) == (
@@ -197,7 +197,7 @@ async def test_delivery_always_failing_handler_becomes_dead_letter_then_replay_d
         assert await inbox.replay(handler="broken") == 1
         await broken.wait_for(1)
         await inbox.flush()
-        await until(lambda: inbox.stats().pending == 0, timeout=10, what="nothing pending")
+        await until(lambda: inbox.stats().pending == 0, within=10, what="nothing pending")
     assert broken.calls == 4 and broken.ids == ["doomed"]
     assert steady.calls == 1
     assert await inbox.list_dead() == []
@@ -213,7 +213,7 @@ async def test_delivery_replay_by_event_type_by_id_and_all_each_delivered_once(
         for ev in (event("t-1"), event("t-2"), event("u-1", "touch")):
             await accept(inbox, dispatcher, handlers, ev)
         await until(
-            lambda: inbox.stats().dead_letters == {"broken": 3}, timeout=10, what="dead letters"
+            lambda: inbox.stats().dead_letters == {"broken": 3}, within=10, what="dead letters"
         )
         broken.always_fail = False
         assert await inbox.replay(event_type="touch") == 1
@@ -236,7 +236,7 @@ async def test_delivery_slow_handler_never_delays_other_handlers(inbox: SqliteIn
         await fast.wait_for(20)
         assert slow.running == 4 and slow.finished == []  # every slow worker still busy
         slow.gate.set()
-        await until(lambda: len(slow.finished) == 20, timeout=20, what="slow handler catch-up")
+        await until(lambda: len(slow.finished) == 20, within=20, what="slow handler catch-up")
         await inbox.flush()
     assert sorted(slow.finished) == sorted(f"ev-{i}" for i in range(20))
     assert fast.calls == 20
@@ -250,7 +250,7 @@ async def test_delivery_handler_exceeding_timeout_is_a_failure_and_retried(
     metrics = Metrics(CollectorRegistry())
     async with running(inbox, handlers, metrics=metrics, handler_timeout=0.1) as dispatcher:
         await accept(inbox, dispatcher, handlers, event("late"))
-        await until(lambda: stuck.delivered == ["late"], timeout=10, what="second attempt")
+        await until(lambda: stuck.delivered == ["late"], within=10, what="second attempt")
     assert stuck.calls == 2
     assert sample(metrics, "dtpush_handler_failures_total", "stuck") == 1
 
@@ -259,7 +259,7 @@ async def test_delivery_timeout_dead_letter_says_it_timed_out(inbox: SqliteInbox
     handlers = {"stuck": StuckFirst()}
     async with running(inbox, handlers, handler_timeout=0.1, max_attempts=1) as dispatcher:
         await accept(inbox, dispatcher, handlers, event("late"))
-        await until(lambda: inbox.stats().dead_letters == {"stuck": 1}, timeout=10, what="dead")
+        await until(lambda: inbox.stats().dead_letters == {"stuck": 1}, within=10, what="dead")
     [letter] = await inbox.list_dead()
     assert letter.last_error == "TimeoutError: handler took longer than 0.1s"
 
@@ -282,7 +282,7 @@ async def test_delivery_restart_delivers_what_the_file_still_holds(tmp_path: Pat
         async with running(second, {"rec": recorder}):
             events = await recorder.wait_for(4)
             await second.flush()
-            await until(lambda: second.stats().pending == 0, timeout=10, what="all done")
+            await until(lambda: second.stats().pending == 0, within=10, what="all done")
     finally:
         await second.close()
     assert sorted(e.event_id for e in events) == ["left-0", "left-1", "left-2", "new-kind"]
@@ -316,9 +316,9 @@ async def test_delivery_stop_lets_a_running_call_finish_within_grace(inbox: Sqli
     dispatcher = new_dispatcher(inbox, handlers)
     await dispatcher.start()
     await accept(inbox, dispatcher, handlers, event("in-flight"))
-    await until(lambda: gated.running == 1, timeout=10, what="the call to start")
+    await until(lambda: gated.running == 1, within=10, what="the call to start")
     stopping = asyncio.create_task(dispatcher.stop(grace=30))
-    await until(lambda: not dispatcher._running, timeout=10, what="stop to begin")
+    await until(lambda: not dispatcher._running, within=10, what="stop to begin")
     gated.gate.set()
     await stopping
     assert gated.finished == ["in-flight"] and gated.cancelled == 0
@@ -333,7 +333,7 @@ async def test_delivery_stop_cuts_a_call_after_grace_and_keeps_it_pending(
     dispatcher = new_dispatcher(inbox, handlers)
     await dispatcher.start()
     await accept(inbox, dispatcher, handlers, event("cut"))
-    await until(lambda: gated.running == 1, timeout=10, what="the call to start")
+    await until(lambda: gated.running == 1, within=10, what="the call to start")
     await dispatcher.stop(grace=0.05)
     assert gated.cancelled == 1 and gated.finished == []
     assert inbox.stats().pending == 1
@@ -379,7 +379,7 @@ async def test_delivery_two_workers_on_one_file_never_deliver_a_pair_concurrentl
         ):
             for i in range(200):
                 await ingest.put(event(f"ev-{i}"), ("probe",))
-            await until(lambda: len(delivered) == 200, timeout=30, what="every event")
+            await until(lambda: len(delivered) == 200, within=30, what="every event")
     finally:
         for box in (ingest, one, two):
             await box.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import sqlite3
+import subprocess
 import sys
 import textwrap
 from collections.abc import AsyncIterator
@@ -119,34 +120,27 @@ KILL_SCRIPT = textwrap.dedent(
 
 
 @pytest.mark.parametrize("kill_after", [1, 150, 700])
-async def test_put_kill_9_every_acknowledged_event_survives(
-    tmp_path: Path, kill_after: int
-) -> None:
+def test_put_kill_9_every_acknowledged_event_survives(tmp_path: Path, kill_after: int) -> None:
     path = tmp_path / "inbox.db"
     acknowledged: list[str] = []
     for round_ in range(2):  # the second round also appends to a file that survived a kill
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-c",
-            KILL_SCRIPT,
-            str(path),
-            str(round_),
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        assert proc.stdout is not None and proc.stderr is not None
-        try:
-            while len(acknowledged) < (round_ + 1) * kill_after:
-                line = await proc.stdout.readline()
-                if not line:
-                    raise AssertionError((await proc.stderr.read()).decode())
-                acknowledged.append(line.decode().strip())
-            proc.send_signal(signal.SIGKILL)
-            rest = await proc.stdout.read()  # acknowledged before the kill landed
-        finally:
-            if proc.returncode is None:
+        with subprocess.Popen(
+            [sys.executable, "-c", KILL_SCRIPT, str(path), str(round_)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        ) as proc:
+            assert proc.stdout is not None and proc.stderr is not None
+            try:
+                while len(acknowledged) < (round_ + 1) * kill_after:
+                    line = proc.stdout.readline()
+                    if not line:
+                        raise AssertionError(proc.stderr.read().decode())
+                    acknowledged.append(line.decode().strip())
+                proc.send_signal(signal.SIGKILL)
+                rest = proc.stdout.read()  # acknowledged before the kill landed
+            finally:
                 proc.kill()
-            await proc.wait()
+                proc.wait()
         assert proc.returncode == -signal.SIGKILL
         acknowledged += rest.decode().split("\n")[:-1]
 
@@ -344,7 +338,7 @@ async def test_prune_runs_by_itself(tmp_path: Path) -> None:
         async def forgotten() -> bool:
             return await inbox.newest_received_at() is None
 
-        await until_async(forgotten, timeout=10, what="the periodic prune")
+        await until_async(forgotten, within=10, what="the periodic prune")
         assert await inbox.put(event("old"), ()) is True
     finally:
         await inbox.close()
@@ -361,7 +355,7 @@ async def test_stats_report_pending_age_and_dead_letters(tmp_path: Path) -> None
         await inbox.put(event("new"), ("h",))
         await inbox.flush()
         await until(  # refreshed by the writer on its own timer
-            lambda: inbox.stats().oldest_pending_seconds >= 90, timeout=10, what="oldest age"
+            lambda: inbox.stats().oldest_pending_seconds >= 90, within=10, what="oldest age"
         )
         stats = inbox.stats()
         assert stats.pending == 2
@@ -382,7 +376,7 @@ async def test_stats_follow_writes_of_another_process(tmp_path: Path) -> None:
         for delivery in await worker.claim({"h": 5}, owner="w", lease_seconds=30):
             worker.done(delivery.event_id, "h")
         await worker.flush()
-        await until(lambda: ingest.stats().pending == 0, timeout=10, what="a recount")
+        await until(lambda: ingest.stats().pending == 0, within=10, what="a recount")
     finally:
         await ingest.close()
         await worker.close()

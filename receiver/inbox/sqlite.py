@@ -21,10 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
-import queue
 import sqlite3
-import threading
 import time
 from collections import deque
 from collections.abc import Callable, Collection, Mapping, Sequence
@@ -35,46 +32,10 @@ from typing import TYPE_CHECKING, Any
 from receiver.errors import ConfigError, Unavailable
 from receiver.inbox import sqlite_store as store
 from receiver.inbox.base import QUARANTINE, DeadLetter, Delivery, Inbox, InboxStats
+from receiver.inbox.sqlite_writer import CALL, DONE, PRUNE_SPAN, PUT, Batch, Precheck, Writer
 
 if TYPE_CHECKING:
     from receiver.events import Event
-
-log = logging.getLogger("dtpush.inbox")
-
-# Operation kinds queued to the writer: (kind, future or None, *arguments).
-_PUT, _DONE, _CALL, _STOP = 0, 1, 2, 3
-Op = tuple[Any, ...]
-# A call runs inside the writer's transaction: (batch) -> result.
-Call = Callable[["_Batch"], Any]
-
-_PRUNE_SPAN = 5000
-
-
-class _Batch:
-    """One transaction's work and its effects on the counters, applied only on commit."""
-
-    __slots__ = ("cur", "dead", "dones", "new", "now", "pending", "results")
-
-    def __init__(self, cur: sqlite3.Cursor, now: float, pending: int, dead: dict[str, int]):
-        self.cur = cur
-        self.now = now
-        self.pending = pending
-        self.dead = dead
-        self.new: list[tuple[int | None, str, float, str | None]] = []
-        self.dones: list[tuple[str, str]] = []
-        self.results: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
-
-    def flush(self) -> None:
-        """Write the queued delivery inserts and deletes (kept in order with other calls)."""
-        cur = self.cur
-        if self.new:
-            cur.executemany(store.INSERT_DELIVERY, self.new)
-            self.pending += cur.rowcount - len(self.new)
-            self.new = []
-        if self.dones:
-            cur.executemany(store.DELETE_DELIVERY, self.dones)
-            self.pending -= cur.rowcount
-            self.dones = []
 
 
 class SqliteInbox(Inbox):
@@ -93,61 +54,53 @@ class SqliteInbox(Inbox):
         prune_interval: float = 60.0,
     ) -> None:
         self.path = Path(path)
-        self.max_pending = max_pending
-        self.dedup_window_seconds = dedup_window_seconds
         self.put_timeout = put_timeout
         self.clock = clock
-        self.busy_timeout = busy_timeout
-        self.stats_interval = stats_interval
-        self.prune_interval = prune_interval
-        self._queue: queue.SimpleQueue[Op] = queue.SimpleQueue()
+        self.dedup_window_seconds = dedup_window_seconds
+        self._writer = Writer(
+            self.path,
+            clock=clock,
+            max_pending=max_pending,
+            dedup_window_seconds=dedup_window_seconds,
+            busy_timeout=busy_timeout,
+            stats_interval=stats_interval,
+            prune_interval=prune_interval,
+        )
+        self._queue = self._writer.queue
+        self._open = False  # the writer runs: records and calls are taken
+        self._accepting = False  # puts are taken
         self._inflight: deque[tuple[float, asyncio.Future[Any]]] = deque()
-        self._accepting = False
-        self._healthy = False
-        self._thread: threading.Thread | None = None
         self._watchdog: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._lease: tuple[str, frozenset[str], float] | None = None
-        # Written by the writer thread only; read anywhere.
-        self._pending = 0
-        self._dead: dict[str, int] = {}
-        self._oldest: float | None = None
-        self._commits = 0
-        self._prune_after: int | None = 0  # where the periodic prune goes on from
 
     # life cycle
 
     async def open(self) -> None:
         loop = self._loop = asyncio.get_running_loop()
         opened: asyncio.Future[None] = loop.create_future()
-        self._thread = threading.Thread(
-            target=self._run, args=(opened, loop), name="dtpush-inbox-writer", daemon=True
-        )
-        self._thread.start()
+        self._writer.start(loop, opened)
         try:
             await opened
         except (OSError, sqlite3.Error) as exc:
             raise ConfigError(f"inbox.path: cannot open {self.path}: {exc}") from exc
-        self._accepting = self._healthy = True
+        self._open = self._accepting = True
         self._watchdog = loop.create_task(self._watch(), name="dtpush-inbox-watchdog")
 
     async def close(self) -> None:
         self._accepting = False
-        self._lease = None
-        thread = self._thread
-        if thread is None:
+        if not self._open:
             return
-        self._thread = None
-        self._queue.put((_STOP, None))
-        await asyncio.to_thread(thread.join)
+        self._open = False
+        self._writer.lease = None
+        await asyncio.to_thread(self._writer.stop)
         if self._watchdog is not None:
             self._watchdog.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watchdog
-        self._healthy = False
 
     def ready(self) -> bool:
-        return self._accepting and self._healthy
+        writer = self._writer
+        return self._accepting and writer.healthy and writer.alive()
 
     # ingest
 
@@ -155,7 +108,7 @@ class SqliteInbox(Inbox):
         if not self._accepting:
             raise Unavailable("inbox_closed", retry_after=5)
         future: asyncio.Future[bool] = self._loop.create_future()  # type: ignore[union-attr]
-        self._queue.put((_PUT, future, event, handlers))
+        self._queue.put((PUT, future, event, handlers))
         self._inflight.append((time.monotonic() + self.put_timeout, future))
         return await future
 
@@ -163,7 +116,7 @@ class SqliteInbox(Inbox):
         if not self._accepting:
             raise Unavailable("inbox_closed", retry_after=5)
 
-        def run(batch: _Batch) -> None:
+        def run(batch: Batch) -> None:
             store.quarantine(batch.cur, raw, reason, batch.now)
             batch.dead[QUARANTINE] = batch.dead.get(QUARANTINE, 0) + 1
 
@@ -172,55 +125,57 @@ class SqliteInbox(Inbox):
         await future
 
     def stats(self) -> InboxStats:
-        pending, oldest = self._pending, self._oldest
+        writer = self._writer
+        pending, oldest = writer.pending, writer.oldest
         age = max(0.0, self.clock() - oldest) if pending > 0 and oldest is not None else 0.0
         return InboxStats(
             pending=pending,
             oldest_pending_seconds=age,
-            dead_letters=dict(self._dead),
-            commits=self._commits,
+            dead_letters=dict(writer.dead),
+            commits=writer.commits,
         )
 
     # delivery engine
 
     def attach(self, owner: str, handlers: Collection[str], lease_seconds: float) -> None:
-        self._lease = (owner, frozenset(handlers), lease_seconds)
+        self._writer.lease = (owner, frozenset(handlers), lease_seconds)
 
     def detach(self, owner: str) -> None:
-        if self._lease is not None and self._lease[0] == owner:
-            self._lease = None
+        lease = self._writer.lease
+        if lease is not None and lease[0] == owner:
+            self._writer.lease = None
 
     async def claim(
         self, wanted: Mapping[str, int], *, owner: str, lease_seconds: float
     ) -> list[Delivery]:
         wanted = {handler: limit for handler, limit in wanted.items() if limit > 0}
+        if not wanted:
+            return []
 
-        def run(batch: _Batch) -> list[Delivery]:
+        def run(batch: Batch) -> list[Delivery]:
             now = batch.now
             return store.claim(batch.cur, wanted, owner, now + lease_seconds, now)
 
         def due(cur: sqlite3.Cursor, now: float) -> bool:
             return any(store.has_due(cur, handler, now) for handler in wanted)
 
-        if not wanted:
-            return []
         return list(await self._submit(run, precheck=due, otherwise=()))
 
     def done(self, event_id: str, handler: str) -> None:
-        if self._thread is not None:
-            self._queue.put((_DONE, None, event_id, handler))
+        if self._open:
+            self._queue.put((DONE, None, event_id, handler))
 
     def retry(
         self, event_id: str, handler: str, *, owner: str, attempts: int, error: str, delay: float
     ) -> None:
-        def run(batch: _Batch) -> None:
+        def run(batch: Batch) -> None:
             args = (attempts, batch.now + delay, error, event_id, handler, owner)
             batch.cur.execute(store.RETRY_DELIVERY, args)
 
         self._record(run)
 
     def dead(self, event_id: str, handler: str, *, owner: str, attempts: int, error: str) -> None:
-        def run(batch: _Batch) -> None:
+        def run(batch: Batch) -> None:
             if store.dead(batch.cur, event_id, handler, owner, attempts, error, batch.now):
                 batch.pending -= 1
                 batch.dead[handler] = batch.dead.get(handler, 0) + 1
@@ -228,19 +183,19 @@ class SqliteInbox(Inbox):
         self._record(run)
 
     def release(self, event_id: str, handler: str, *, owner: str) -> None:
-        def run(batch: _Batch) -> None:
+        def run(batch: Batch) -> None:
             batch.cur.execute(store.RELEASE_DELIVERY, (batch.now, event_id, handler, owner))
 
         self._record(run)
 
     def release_all(self, owner: str) -> None:
-        def run(batch: _Batch) -> None:
+        def run(batch: Batch) -> None:
             batch.cur.execute(store.RELEASE_ALL, (batch.now, owner, batch.now))
 
         self._record(run)
 
     async def flush(self) -> None:
-        if self._thread is not None:
+        if self._open:
             await self._submit(lambda batch: None)
 
     # dead letters
@@ -264,7 +219,7 @@ class SqliteInbox(Inbox):
             raise ValueError("replay needs a handler, an event type, ids or all=True")
         chosen = None if ids is None else frozenset(ids)
 
-        def run(batch: _Batch) -> int:
+        def run(batch: Batch) -> int:
             replayed = store.replay(batch.cur, handler, event_type, chosen, batch.now)
             for name, count in replayed.items():
                 batch.dead[name] = batch.dead.get(name, 0) - count
@@ -275,7 +230,7 @@ class SqliteInbox(Inbox):
         return result
 
     async def purge(self) -> int:
-        def run(batch: _Batch) -> int:
+        def run(batch: Batch) -> int:
             batch.dead.clear()
             return store.purge(batch.cur)
 
@@ -285,12 +240,12 @@ class SqliteInbox(Inbox):
     # housekeeping and backfill
 
     async def prune(self) -> int:
-        def run(batch: _Batch) -> int:
+        def run(batch: Batch) -> int:
             cutoff = batch.now - self.dedup_window_seconds
             total = 0
             after: int | None = 0
             while after is not None:
-                count, after = store.prune(batch.cur, cutoff, after, _PRUNE_SPAN)
+                count, after = store.prune(batch.cur, cutoff, after, PRUNE_SPAN)
                 total += count
             return total
 
@@ -309,24 +264,24 @@ class SqliteInbox(Inbox):
         )
         return result
 
-    # event-loop side plumbing
+    # plumbing
 
     def _submit(
         self,
-        call: Call,
+        call: Callable[[Batch], Any],
         *,
-        precheck: Callable[[sqlite3.Cursor, float], bool] | None = None,
+        precheck: Precheck | None = None,
         otherwise: Any = None,
     ) -> asyncio.Future[Any]:
-        if self._thread is None:
+        if not self._open:
             raise Unavailable("inbox_closed", retry_after=5)
         future: asyncio.Future[Any] = self._loop.create_future()  # type: ignore[union-attr]
-        self._queue.put((_CALL, future, call, precheck, otherwise))
+        self._queue.put((CALL, future, call, precheck, otherwise))
         return future
 
-    def _record(self, call: Call) -> None:
-        if self._thread is not None:
-            self._queue.put((_CALL, None, call, None, None))
+    def _record(self, call: Callable[[Batch], Any]) -> None:
+        if self._open:
+            self._queue.put((CALL, None, call, None, None))
 
     async def _watch(self) -> None:
         """Answer puts that are not durable within `put_timeout` with `Unavailable`."""
@@ -342,199 +297,3 @@ class SqliteInbox(Inbox):
                 inflight.popleft()
                 if not future.done():
                     future.set_exception(Unavailable("inbox_timeout", retry_after=5))
-
-    @staticmethod
-    def _settle(results: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
-        for future, value, error in results:
-            if future.done():
-                continue
-            if error is None:
-                future.set_result(value)
-            else:
-                future.set_exception(error)
-
-    # writer thread
-
-    def _run(self, opened: asyncio.Future[None], loop: asyncio.AbstractEventLoop) -> None:
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            conn = store.open_connection(str(self.path), self.busy_timeout)
-            cur = conn.cursor()
-            self._pending = store.count_pending(cur)
-            self._dead = store.count_dead(cur)
-            self._oldest = store.oldest_pending(cur)
-            (version,) = cur.execute("PRAGMA data_version").fetchone()
-        except (OSError, sqlite3.Error) as exc:
-            loop.call_soon_threadsafe(_fail, opened, exc)
-            return
-        loop.call_soon_threadsafe(_succeed, opened)
-        get, get_nowait = self._queue.get, self._queue.get_nowait
-        next_stats = time.monotonic() + self.stats_interval
-        next_prune = time.monotonic() + self.prune_interval
-        stopping = False
-        while not stopping:
-            try:
-                batch = [get(timeout=self.stats_interval)]
-            except queue.Empty:
-                batch = []
-            with contextlib.suppress(queue.Empty):
-                while True:
-                    batch.append(get_nowait())
-            stopping = any(op[0] == _STOP for op in batch)
-            if batch:
-                self._write(conn, batch, loop)
-            now = time.monotonic()
-            if now >= next_stats or stopping:
-                next_stats = now + self.stats_interval
-                version = self._refresh(cur, version)
-            if (now >= next_prune or self._prune_after) and not stopping:
-                next_prune = now + self.prune_interval
-                self._prune_some(conn)
-        conn.close()
-
-    def _write(
-        self, conn: sqlite3.Connection, ops: list[Op], loop: asyncio.AbstractEventLoop
-    ) -> None:
-        cur = conn.cursor()
-        now = self.clock()
-        results: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
-        todo: list[Op] = []
-        for op in ops:  # claims with nothing due need no write lock
-            if op[0] == _CALL and op[3] is not None and not op[3](cur, now):
-                results.append((op[1], op[4], None))
-            elif op[0] != _STOP:
-                todo.append(op)
-        if todo:
-            try:
-                results += self._transaction(conn, todo, now)
-            except sqlite3.IntegrityError:
-                for op in todo:  # one bad operation must not fail the others
-                    try:
-                        results += self._transaction(conn, [op], now)
-                    except Exception as exc:
-                        results += self._failed([op], exc)
-            except Exception as exc:
-                results += self._failed(todo, exc)
-        if results:
-            with contextlib.suppress(RuntimeError):  # the loop is gone: nobody is waiting
-                loop.call_soon_threadsafe(self._settle, results)
-
-    def _transaction(
-        self, conn: sqlite3.Connection, ops: list[Op], now: float
-    ) -> list[tuple[asyncio.Future[Any], Any, BaseException | None]]:
-        cur = conn.cursor()
-        batch = _Batch(cur, now, self._pending, dict(self._dead))
-        lease = self._lease
-        owner, leased, lease_until = (
-            (lease[0], lease[1], now + lease[2]) if lease else (None, frozenset(), now)
-        )
-        full, max_pending = Unavailable, self.max_pending
-        results, new, dones = batch.results, batch.new, batch.dones
-        cur.execute("BEGIN IMMEDIATE")
-        try:
-            for op in ops:
-                kind = op[0]
-                if kind == _PUT:
-                    _, future, event, handlers = op
-                    if batch.pending >= max_pending:
-                        if cur.execute(store.EVENT_EXISTS, (event.event_id,)).fetchone():
-                            results.append((future, False, None))
-                        else:
-                            results.append((future, None, full("inbox_full", retry_after=5)))
-                        continue
-                    cur.execute(
-                        store.INSERT_EVENT,
-                        (
-                            event.event_id,
-                            event.event_type,
-                            event.device_id,
-                            event.timestamp.timestamp(),
-                            now,
-                            event.raw,
-                        ),
-                    )
-                    if cur.rowcount:
-                        rowid = cur.lastrowid
-                        for name in handlers:
-                            if name in leased:
-                                new.append((rowid, name, lease_until, owner))
-                            else:
-                                new.append((rowid, name, now, None))
-                        batch.pending += len(handlers)
-                        results.append((future, True, None))
-                    else:
-                        results.append((future, False, None))
-                elif kind == _DONE:
-                    dones.append((op[2], op[3]))
-                else:
-                    batch.flush()
-                    value = op[2](batch)
-                    if op[1] is not None:
-                        results.append((op[1], value, None))
-            batch.flush()
-            cur.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
-        self._commits += 1
-        self._pending = batch.pending
-        if batch.dead != self._dead:
-            self._dead = {name: count for name, count in batch.dead.items() if count > 0}
-        self._healthy = True
-        return results
-
-    def _failed(
-        self, ops: list[Op], exc: Exception
-    ) -> list[tuple[asyncio.Future[Any], Any, BaseException | None]]:
-        self._healthy = False
-        log.error(
-            "inbox_write_failed",
-            extra={"fields": {"error": f"{type(exc).__name__}: {exc}"[:200], "ops": len(ops)}},
-        )
-        return [
-            (op[1], None, Unavailable("inbox_error", retry_after=5))
-            for op in ops
-            if op[1] is not None
-        ]
-
-    def _refresh(self, cur: sqlite3.Cursor, version: int) -> int:
-        """Refresh what `stats()` reports; recount if another process wrote meanwhile."""
-        try:
-            (current,) = cur.execute("PRAGMA data_version").fetchone()
-            if current != version:
-                self._pending = store.count_pending(cur)
-                self._dead = store.count_dead(cur)
-            self._oldest = store.oldest_pending(cur)
-            return int(current)
-        except sqlite3.Error as exc:
-            log.warning("inbox_stats_failed", extra={"fields": {"error": type(exc).__name__}})
-            return version
-
-    def _prune_some(self, conn: sqlite3.Connection) -> None:
-        """Prune span by span, each its own commit, yielding to queued work between spans."""
-        cutoff = self.clock() - self.dedup_window_seconds
-        cur = conn.cursor()
-        try:
-            while self._prune_after is not None:
-                cur.execute("BEGIN IMMEDIATE")
-                _, self._prune_after = store.prune(cur, cutoff, self._prune_after, _PRUNE_SPAN)
-                cur.execute("COMMIT")
-                self._commits += 1
-                if not self._queue.empty():
-                    return  # go on at the next tick
-            self._prune_after = 0
-        except sqlite3.Error as exc:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            log.warning("inbox_prune_failed", extra={"fields": {"error": type(exc).__name__}})
-
-
-def _succeed(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_result(None)
-
-
-def _fail(future: asyncio.Future[None], exc: BaseException) -> None:
-    if not future.done():
-        future.set_exception(exc)
