@@ -26,9 +26,9 @@ durable by its next grouped commit (normally a few milliseconds later); failures
 letters likewise. The window: if the process dies after `handler.handle(event)` returned
 and before that commit, the inbox still holds the delivery leased to the dead process; it
 becomes due when the lease expires (`lease_seconds` after it was leased) and the handler
-gets that event once more. That is the only way a handler that succeeded sees an event
-twice; it never happens on a graceful stop (`stop` flushes), and it never affects other
-handlers of the same event.
+gets that event once more. Besides calls that were cut (a timeout, or a stop after
+its grace), that is the only way a handler sees an event it already took twice; it never
+happens on a graceful stop (`stop` flushes), and never affects the other handlers.
 
 Graceful stop: no new work is taken; queued deliveries are left pending; running calls get
 `grace` seconds to finish, then are cancelled (and stay pending); every lease is given back
@@ -205,8 +205,8 @@ class Dispatcher:
             _, late = await asyncio.wait(tasks, timeout=max(grace, 0.0))
             for task in late:
                 task.cancel()
-            await asyncio.gather(*late, return_exceptions=True)
-            if late:
+            if late:  # a call that swallows its cancellation is not waited for long
+                await asyncio.wait(late, timeout=1.0)
                 log.warning("delivery_cut_at_stop", extra={"fields": {"calls": len(late)}})
         self._workers = []
         if self._watchdog is not None:

@@ -290,6 +290,18 @@ async def test_delivery_restart_delivers_what_the_file_still_holds(tmp_path: Pat
     assert unknown_event.data == {"x": 1}
 
 
+async def test_delivery_backlog_far_larger_than_a_lane_is_drained(inbox: SqliteInbox) -> None:
+    for i in range(60):
+        await inbox.put(event(f"backlog-{i}"), ("rec",))
+    recorder = RecordingHandler()
+    async with running(inbox, {"rec": recorder}, concurrency=2):  # 4 waiting at most
+        await recorder.wait_for(60)
+        await inbox.flush()
+    assert sorted(recorder.ids) == sorted(f"backlog-{i}" for i in range(60))
+    assert recorder.calls == 60
+    assert inbox.stats().pending == 0
+
+
 async def test_delivery_leased_to_a_crashed_process_resumes_after_the_lease(
     tmp_path: Path,
 ) -> None:

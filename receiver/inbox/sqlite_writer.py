@@ -131,6 +131,10 @@ class Writer:
             loop.call_soon_threadsafe(_settle, failed)
             return
         self.healthy = True
+        log.info(
+            "inbox_opened",
+            extra={"fields": {"pending": self.pending, "dead_letters": sum(self.dead.values())}},
+        )
         ready: list[Result] = [(opened, None, None)]
         loop.call_soon_threadsafe(_settle, ready)
         get, get_nowait = self.queue.get, self.queue.get_nowait
