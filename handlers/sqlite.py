@@ -26,6 +26,7 @@ import os
 import queue
 import sqlite3
 import threading
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -77,7 +78,7 @@ _UPSERT_LATEST = (
 MAX_BATCH = 1024
 
 _EventRow = tuple[str, str, str, str, str, str, str, str]
-_Item = tuple[_EventRow, "asyncio.Future[None]"]
+_Item = tuple["Event", float, "asyncio.Future[None]"]
 
 
 def utc_text(moment: datetime) -> str:
@@ -127,18 +128,8 @@ class SqliteHandler(Handler):
         loop = self._loop
         if loop is None or self._closing:
             raise RuntimeError("the sqlite handler is not running")
-        row: _EventRow = (
-            event.event_id,
-            event.event_type,
-            event.device_id,
-            event.project_id,
-            utc_text(event.timestamp),
-            utc_text(datetime.now(UTC)),
-            orjson.dumps(event.labels).decode(),
-            orjson.dumps(event.raw_data()).decode(),
-        )
         done: asyncio.Future[None] = loop.create_future()
-        self._queue.put((row, done))
+        self._queue.put((event, time.time(), done))  # the row is built in the writer thread
         await done
 
     async def close(self) -> None:
@@ -179,9 +170,9 @@ class SqliteHandler(Handler):
                         stopping = True
                         break
                     batch.append(item)
-                error = self._write(connection, [row for row, _ in batch])
+                error = self._write(connection, [_row(event, at) for event, at, _ in batch])
                 try:
-                    loop.call_soon_threadsafe(_settle, [done for _, done in batch], error)
+                    loop.call_soon_threadsafe(_settle, [done for _, _, done in batch], error)
                 except RuntimeError:  # the event loop is gone: nobody is waiting any more
                     return
         finally:
@@ -214,6 +205,19 @@ class SqliteHandler(Handler):
         self._commits += 1
         self._healthy = True
         return None
+
+
+def _row(event: Event, received_at: float) -> _EventRow:
+    return (
+        event.event_id,
+        event.event_type,
+        event.device_id,
+        event.project_id,
+        utc_text(event.timestamp),
+        utc_text(datetime.fromtimestamp(received_at, UTC)),
+        orjson.dumps(event.labels).decode(),
+        orjson.dumps(event.raw_data()).decode(),
+    )
 
 
 def _opened(future: asyncio.Future[None], error: BaseException | None) -> None:

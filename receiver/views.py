@@ -15,10 +15,11 @@ from typing import TYPE_CHECKING
 import orjson
 from aiohttp import ClientPayloadError, web
 from aiohttp.http_exceptions import HttpProcessingError
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 
 from receiver import events
 from receiver.errors import NotAnEvent, Refusal, Unavailable
+from receiver.metrics import PUSH_OUTCOMES
 
 if TYPE_CHECKING:
     from receiver.service import Service
@@ -43,6 +44,23 @@ class PushView:
         self.service = service
         self.max_body_bytes = service.settings.server.max_body_bytes
         self._insecure_count = 0
+        metrics = service.metrics
+        # Label children looked up once: `labels()` takes a lock and a dict walk per call.
+        self._outcomes = {name: metrics.push_requests.labels(name) for name in PUSH_OUTCOMES}
+        self._matches = [
+            metrics.signature_secret_matches.labels(str(index))
+            for index in range(len(service.settings.verify.secrets))
+        ]
+        self._per_type: dict[str, tuple[Counter, Histogram]] = {}
+
+    def _type_metrics(self, event_type: str) -> tuple[Counter, Histogram]:
+        pair = self._per_type.get(event_type)
+        if pair is None:
+            metrics = self.service.metrics
+            pair = metrics.events.labels(event_type), metrics.event_delay.labels(event_type)
+            if len(self._per_type) < 1024:
+                self._per_type[event_type] = pair
+        return pair
 
     async def __call__(self, request: web.Request) -> web.Response:
         started = time.perf_counter()
@@ -82,13 +100,13 @@ class PushView:
         except _BadFraming:
             return _answer(400, {"error": "bad_request"})
         if body is None:
-            metrics.push_requests.labels("too_large").inc()
+            self._outcomes["too_large"].inc()
             return _answer(413, {"error": "too_large", "limit": self.max_body_bytes})
         received = time.time()
         try:
             claims = await service.verifier.verify(body, request.headers, now=received)
         except Refusal as refusal:
-            metrics.push_requests.labels("unauthorized").inc()
+            self._outcomes["unauthorized"].inc()
             metrics.signature_failures.labels(refusal.reason).inc()
             log.info("push_refused", extra={"fields": {"reason": refusal.reason}})
             return _answer(401, {"error": refusal.reason})
@@ -98,7 +116,7 @@ class PushView:
             self._warn_insecure()
         else:
             if claims.secret_index is not None:
-                metrics.signature_secret_matches.labels(str(claims.secret_index)).inc()
+                self._matches[claims.secret_index].inc()
             metrics.clock_skew.observe(received - claims.iat)
         try:
             event = events.parse(body)
@@ -107,7 +125,7 @@ class PushView:
                 await service.inbox.quarantine(body, exc.reason)
             except Unavailable as unavailable:
                 return self._unavailable(unavailable)
-            metrics.push_requests.labels("quarantined").inc()
+            self._outcomes["quarantined"].inc()
             log.warning("push_quarantined", extra={"fields": {"reason": exc.reason}})
             return _answer(200, {"status": "quarantined", "reason": exc.reason})
         try:
@@ -123,7 +141,7 @@ class PushView:
         return _answer(200, {"status": "accepted", "eventId": event.event_id})
 
     def _unavailable(self, exc: Unavailable) -> web.Response:
-        self.service.metrics.push_requests.labels("unavailable").inc()
+        self._outcomes["unavailable"].inc()
         log.warning("push_unavailable", extra={"fields": {"reason": exc.reason}})
         return _answer(503, {"error": exc.reason}, headers={"Retry-After": str(exc.retry_after)})
 
