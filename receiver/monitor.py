@@ -253,6 +253,11 @@ class Monitor:
 
     # -- the background task -------------------------------------------------------------
 
+    @property
+    def running(self) -> bool:
+        """Whether the background task is on."""
+        return self._task is not None and not self._task.done()
+
     def start(self) -> None:
         if self._task is None:
             self._stopping.clear()
