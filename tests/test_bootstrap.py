@@ -9,18 +9,31 @@ import os
 import signal
 import subprocess
 import sys
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import orjson
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+from prometheus_client import CollectorRegistry
 
+from receiver.app import SERVICE_KEY, create_app
+from receiver.backfill import push_body, window_starts
 from receiver.commands import connector as connector_command
 from receiver.connector import Desired, ensure, reconcile
-from receiver.dt import AmbiguousConnectors
+from receiver.dt import AmbiguousConnectors, Device
 from receiver.emulator.connectors import Connector
+from receiver.events import parse
+from receiver.inbox.sqlite import SqliteInbox
+from receiver.monitor import Bootstrap, inbox_snapshot
+from receiver.service import Service
 from tests.emulated import PUBLIC_URL, SECRET, Cloud, emulated_cloud
+from tests.recording import RecordingHandler
 from tests.waiting import until
 
 
@@ -350,3 +363,89 @@ async def test_serve_bootstrap_unreachable_dt_exits_1(tmp_path: Path) -> None:
     code, log = await serve.finish(within=60)
     assert code == 1
     assert [line for line in log.splitlines() if line.startswith("dtpush: error:")]
+
+
+# -- the start-up backfill of serve --bootstrap ----------------------------------------------
+
+TestClientT = TestClient[web.Request, web.Application]
+
+
+async def started_service(
+    cloud: Cloud,
+    tmp_path: Path,
+    aiohttp_client: Callable[..., Awaitable[TestClientT]],
+    received_hours_ago: float | None,
+) -> tuple[Service, str | None]:
+    """A receiver whose inbox last received one event `received_hours_ago` (None: empty)."""
+    held = None
+    if received_hours_ago is not None:
+        old = SqliteInbox(
+            tmp_path / "inbox.db", clock=lambda: time.time() - received_hours_ago * 3600
+        )
+        await old.open()
+        device = cloud.emu.state.list_devices(cloud.project_id)[3]
+        event = device.history(0, time.time() - (received_hours_ago + 1) * 3600)[0]
+        held = event["eventId"]
+        await old.put(parse(push_body(event, Device(device.to_json()), ["name"])), ["recorder"])
+        await old.close()
+    app = create_app(
+        cloud.settings(tmp_path),
+        registry=CollectorRegistry(),
+        handlers={"recorder": RecordingHandler()},
+    )
+    return (await aiohttp_client(app)).app[SERVICE_KEY], held
+
+
+async def test_bootstrap_start_backfills_when_the_inbox_last_received_over_12_hours_ago(
+    tmp_path: Path, aiohttp_client: Callable[..., Awaitable[TestClientT]]
+) -> None:
+    async with emulated_cloud() as cloud:
+        service, held = await started_service(cloud, tmp_path, aiohttp_client, 20)
+        snapshot = await inbox_snapshot(service.inbox)
+        now = datetime.now(UTC)
+        bootstrap = Bootstrap(
+            cloud.client, service.settings, service, snapshot=snapshot, clock=lambda: now
+        )
+        try:
+            await bootstrap.start()
+            assert bootstrap.startup_backfill is not None
+            await bootstrap.startup_backfill
+        finally:
+            await bootstrap.stop()
+        assert snapshot.newest_received is not None
+        starts = window_starts(snapshot.newest_received, snapshot.last_event_by_device)
+        expected = {
+            event["eventId"]
+            for device in cloud.emu.state.list_devices(cloud.project_id)
+            for event in device.history(
+                starts.get(device.id, snapshot.newest_received).timestamp(), now.timestamp()
+            )
+        }
+        assert held in expected  # the window reaches back to that device's newest event
+        backfilled = service.metrics.registry.get_sample_value("dtpush_backfilled_events_total")
+        assert backfilled == len(expected) - 1 > 100
+
+
+@pytest.mark.parametrize("received_hours_ago", [None, 11.0], ids=["empty-inbox", "11-hours"])
+async def test_bootstrap_start_does_not_backfill_an_empty_or_recent_inbox(
+    tmp_path: Path,
+    aiohttp_client: Callable[..., Awaitable[TestClientT]],
+    received_hours_ago: float | None,
+) -> None:
+    async with emulated_cloud() as cloud:
+        service, _ = await started_service(cloud, tmp_path, aiohttp_client, received_hours_ago)
+        bootstrap = Bootstrap(
+            cloud.client,
+            service.settings,
+            service,
+            snapshot=await inbox_snapshot(service.inbox),
+        )
+        try:
+            done = await bootstrap.start()
+            assert done.action == "create"
+            assert bootstrap.startup_backfill is None
+        finally:
+            await bootstrap.stop()
+        assert cloud.requests.api("GET") and not [
+            s for s in cloud.requests.api("GET") if s.path.endswith("/events")
+        ]
