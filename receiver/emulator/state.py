@@ -2,10 +2,10 @@
 history, service accounts, access tokens, signing keys, delivery state and faults.
 
 Pure: no aiohttp, no sockets, no clock — methods that need the time take `now` (Unix
-seconds). The REST views call it; the push side (virtual sensors, pusher) builds on
-`emit`/`append_event`, `delivery_for`, `set_connector_status` and the listeners
-`on_event` (called with (device, event) for every appended event) and `on_sync` (called
-with the connector whose ``:sync`` was requested).
+seconds). The REST views call it; the push side (`sensors.VirtualSensors`,
+`pusher.Pusher`) builds on `emit`/`append_event`, `delivery_for`, `set_connector_status`
+and the listeners `on_event` (called with (device, event) for every appended event) and
+`on_sync` (called with the connector whose ``:sync`` was requested).
 """
 
 from __future__ import annotations
@@ -190,9 +190,15 @@ class EmulatorState:
         return [c for c in self.list_connectors(project_id) if c.status == dc.ACTIVE]
 
     def _store(self, current: dc.Connector, updated: dc.Connector) -> dc.Connector:
+        """Keep `updated`; a connector that stops being ACTIVE loses its queued pushes (DT
+        drops them), and one that becomes ACTIVE again starts a fresh failure clock with an
+        empty queue (no backfill)."""
         self.projects[current.project_id].connectors[current.id] = updated
-        if current.status == dc.SYSTEM_DISABLED and updated.status == dc.ACTIVE:
-            self.delivery_for(current.id).reset()
+        if current.status != updated.status:
+            if updated.status == dc.ACTIVE:
+                self.delivery_for(current.id).reset()
+            else:
+                self.delivery_for(current.id).drop_pending()
         return updated
 
     # -- devices and event history -----------------------------------------------------
