@@ -101,12 +101,25 @@ class Cloud:
 
 
 @asynccontextmanager
-async def emulated_cloud(request_timeout: float = 5.0, **options: Any) -> AsyncIterator[Cloud]:
-    """The emulator and a recording client for it, for the length of the block."""
+async def emulated_cloud(
+    request_timeout: float = 5.0,
+    *,
+    emulator: dict[str, Any] | None = None,
+    **options: Any,
+) -> AsyncIterator[Cloud]:
+    """The emulator and a recording client for it, for the length of the block.
+
+    `emulator` goes to `running_emulator` (its push side is off unless it says ``push``);
+    `options` to the client.
+    """
     requests = Requests()
     trace = aiohttp.TraceConfig()
     trace.on_request_start.append(requests.on_start)
-    async with running_emulator() as emu, aiohttp.ClientSession(trace_configs=[trace]) as session:
+    emulator = {"push": False, **(emulator or {})}
+    async with (
+        running_emulator(**emulator) as emu,
+        aiohttp.ClientSession(trace_configs=[trace]) as session,
+    ):
         options.setdefault("retry", RetryPolicy(backoff_initial=0.01, backoff_max=0.05))
         client = Client.from_env(
             emu.env, session=session, request_timeout=request_timeout, **options
