@@ -11,13 +11,13 @@ now — and hands it to `accept` (the service's, or the inbox's `put`), whose de
 
 Triggers (spec §13): after the monitor re-enables a ``SYSTEM_DISABLED`` connector, and at
 ``serve --bootstrap`` start when the newest event in the inbox was received more than
-`HORIZON` ago; `dtpush backfill` by hand. After an outage a device's window starts at the
-outage's start, or earlier at that device's newest event in the inbox (`window_starts`), so
-nothing delivered out of order is left behind; the overlap costs only duplicates, which
-the inbox drops. An event older than the inbox's dedup window that was already forgotten is
-taken as new again.
+`HORIZON` ago; `dtpush backfill` by hand. After an outage (`outage_window`) a device's
+window starts at the outage's start, or earlier at that device's newest event in the inbox,
+less `OVERLAP`, so that events DT had in flight, retried or reordered when delivery stopped
+are not left behind; the overlap costs only duplicates, which the inbox drops. An event
+older than the inbox's dedup window that was already forgotten is taken as new again.
 
-Pure helpers: `push_body`, `parse_time`, `window_starts`, `needs_startup_backfill`.
+Pure helpers: `push_body`, `parse_time`, `outage_window`, `needs_startup_backfill`.
 """
 
 from __future__ import annotations
@@ -42,6 +42,8 @@ log = logging.getLogger("dtpush.backfill")
 
 #: DT redelivers for 12 hours; a receiver down longer than that has lost events.
 HORIZON = timedelta(hours=12)
+#: How far before an outage's start its window reaches (pushes in flight or being retried).
+OVERLAP = timedelta(minutes=15)
 #: How many events of one page are put at once (they share the inbox's grouped commits).
 PUT_CHUNK = 256
 
@@ -114,12 +116,19 @@ def parse_time(text: str, now: datetime) -> datetime:
     return when.astimezone(UTC)
 
 
-def window_starts(
+def outage_window(
     reference: datetime, last_event_by_device: Mapping[str, datetime]
-) -> dict[str, datetime]:
-    """Per device, where an outage's window starts: `reference` (when delivery stopped), or
-    the device's newest event held in the inbox when that is earlier."""
-    return {device: min(when, reference) for device, when in last_event_by_device.items()}
+) -> tuple[datetime, dict[str, datetime]]:
+    """Where the window of an outage that began at `reference` starts: for every device
+    (`since`), and for the devices whose newest event in the inbox is earlier (`starts`);
+    each less `OVERLAP`."""
+    since = reference - OVERLAP
+    starts = {
+        device: when - OVERLAP
+        for device, when in last_event_by_device.items()
+        if when - OVERLAP < since
+    }
+    return since, starts
 
 
 def needs_startup_backfill(newest_received: datetime | None, now: datetime) -> bool:
@@ -273,13 +282,14 @@ def _text(when: datetime) -> str:
 
 __all__ = [
     "HORIZON",
+    "OVERLAP",
     "Accept",
     "Backfill",
     "Progress",
     "Result",
     "logging_progress",
     "needs_startup_backfill",
+    "outage_window",
     "parse_time",
     "push_body",
-    "window_starts",
 ]

@@ -8,7 +8,7 @@ success and error counts, p99 latency, labelled with the connector id) and logs 
 status change. A ``SYSTEM_DISABLED`` connector is set ``ACTIVE`` again when re-enabling is
 allowed and the receiver is ready, and then what DT dropped meanwhile is backfilled from
 when the connector was last seen ``ACTIVE`` (or the newest event in the inbox, when that is
-earlier). A ``USER_DISABLED`` connector is left as a person set it: logged and exported.
+earlier; `receiver.backfill.outage_window`). A ``USER_DISABLED`` connector is left as a person set it: logged and exported.
 
 `Monitor.start()` runs rounds every `interval` seconds in a background task until `stop()`.
 A round that cannot reach DT logs one warning and the next round tries again.
@@ -32,7 +32,7 @@ from receiver.backfill import (
     Backfill,
     logging_progress,
     needs_startup_backfill,
-    window_starts,
+    outage_window,
 )
 from receiver.config import Settings
 from receiver.connector import Desired, Reconciled, reconcile
@@ -246,9 +246,8 @@ class Monitor:
                 extra={"fields": {"reason": "no event received and never seen ACTIVE"}},
             )
             return enabled
-        await run_backfill(
-            self.backfill, reference, self.clock(), window_starts(reference, last_by_device)
-        )
+        since, starts = outage_window(reference, last_by_device)
+        await run_backfill(self.backfill, since, self.clock(), starts)
         return enabled
 
     # -- the background task -------------------------------------------------------------
@@ -325,11 +324,10 @@ class Bootstrap:
             and snapshot.newest_received is not None
             and needs_startup_backfill(snapshot.newest_received, now)
         ):
-            reference = snapshot.newest_received
-            starts = window_starts(reference, snapshot.last_event_by_device)
+            since, starts = outage_window(snapshot.newest_received, snapshot.last_event_by_device)
             log.info("backfill_triggered", extra={"fields": {"reason": "receiver was down > 12 h"}})
             self.startup_backfill = asyncio.create_task(
-                run_backfill(monitor.backfill, reference, now, starts),
+                run_backfill(monitor.backfill, since, now, starts),
                 name="dtpush-startup-backfill",
             )
         monitor.start()

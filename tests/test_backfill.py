@@ -18,12 +18,13 @@ from prometheus_client import CollectorRegistry
 
 from receiver.app import SERVICE_KEY, create_app
 from receiver.backfill import (
+    OVERLAP,
     Backfill,
     Progress,
     needs_startup_backfill,
+    outage_window,
     parse_time,
     push_body,
-    window_starts,
 )
 from receiver.cli import build_parser
 from receiver.commands import backfill as backfill_command
@@ -73,11 +74,12 @@ def test_needs_startup_backfill_only_beyond_dts_12_hour_horizon() -> None:
     assert needs_startup_backfill(NOW - timedelta(hours=12, seconds=1), NOW)
 
 
-def test_window_starts_take_the_earlier_of_the_outage_and_the_devices_newest_event() -> None:
+def test_outage_window_reaches_back_to_a_devices_older_newest_event_with_overlap() -> None:
     early, late = NOW - timedelta(hours=5), NOW - timedelta(minutes=5)
     reference = NOW - timedelta(hours=1)
-    starts = window_starts(reference, {"a": early, "b": late})
-    assert starts == {"a": early, "b": reference}
+    since, starts = outage_window(reference, {"a": early, "b": late})
+    assert since == reference - OVERLAP == NOW - timedelta(hours=1, minutes=15)
+    assert starts == {"a": early - OVERLAP}
 
 
 DEVICE = Device(

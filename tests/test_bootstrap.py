@@ -23,7 +23,7 @@ from aiohttp.test_utils import TestClient
 from prometheus_client import CollectorRegistry
 
 from receiver.app import SERVICE_KEY, create_app
-from receiver.backfill import push_body, window_starts
+from receiver.backfill import outage_window, push_body
 from receiver.commands import connector as connector_command
 from receiver.connector import Desired, ensure, reconcile
 from receiver.dt import AmbiguousConnectors, Device
@@ -413,13 +413,11 @@ async def test_bootstrap_start_backfills_when_the_inbox_last_received_over_12_ho
         finally:
             await bootstrap.stop()
         assert snapshot.newest_received is not None
-        starts = window_starts(snapshot.newest_received, snapshot.last_event_by_device)
+        since, starts = outage_window(snapshot.newest_received, snapshot.last_event_by_device)
         expected = {
             event["eventId"]
             for device in cloud.emu.state.list_devices(cloud.project_id)
-            for event in device.history(
-                starts.get(device.id, snapshot.newest_received).timestamp(), now.timestamp()
-            )
+            for event in device.history(starts.get(device.id, since).timestamp(), now.timestamp())
         }
         assert held in expected  # the window reaches back to that device's newest event
         backfilled = service.metrics.registry.get_sample_value("dtpush_backfilled_events_total")

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
-from receiver.backfill import Backfill, push_body
+from receiver.backfill import OVERLAP, Backfill, outage_window, push_body
 from receiver.connector import Desired, ensure
 from receiver.dt import Client, Device, RetryPolicy
 from receiver.events import Event, parse
@@ -240,7 +240,7 @@ async def test_monitor_reenable_backfills_the_gap_since_the_connector_was_last_s
 
     await setup.monitor.round()
 
-    expected = history_ids(setup.cloud, real_now - timedelta(hours=3), real_now)
+    expected = history_ids(setup.cloud, real_now - timedelta(hours=3) - OVERLAP, real_now)
     assert len(expected) > 20
     assert set(setup.accepted.new) == expected
     assert setup.registry.get_sample_value("dtpush_backfilled_events_total") == len(expected)
@@ -278,12 +278,12 @@ async def test_monitor_reenable_backfill_starts_at_the_newest_inbox_event_when_e
 
     await monitor.round()
 
+    since, starts = outage_window(newest, last_by_device)
+    assert since == newest - OVERLAP and starts  # the held events are older than `newest`
     expected = {
         event["eventId"]
         for device in setup.cloud.emu.state.list_devices(setup.cloud.project_id)
-        for event in device.history(
-            min(last_by_device.get(device.id, newest), newest).timestamp(), now.timestamp()
-        )
+        for event in device.history(starts.get(device.id, since).timestamp(), now.timestamp())
     }
     # more than the last hour: the window reaches back to what the inbox last received
     assert len(expected - history_ids(setup.cloud, now - timedelta(hours=1), now)) > 10
