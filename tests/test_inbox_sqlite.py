@@ -87,6 +87,35 @@ async def test_put_same_id_twice_in_one_batch_second_is_duplicate(inbox: SqliteI
     assert inbox.stats().pending == 1
 
 
+async def test_put_batch_mixing_puts_and_other_work_keeps_every_delivery(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "inbox.db"
+    inbox = SqliteInbox(path, busy_timeout=30)
+    await inbox.open()
+    blocker = sqlite3.connect(path, isolation_level=None)
+    try:
+        blocker.execute("BEGIN IMMEDIATE")  # hold the writer so the next ops queue up together
+        first = asyncio.ensure_future(inbox.flush())
+        await asyncio.sleep(0)
+        work = [
+            asyncio.ensure_future(inbox.put(event("before"), ("h",))),
+            asyncio.ensure_future(inbox.newest_received_at()),
+            asyncio.ensure_future(inbox.put(event("after"), ("h",))),
+        ]
+        inbox.done("nothing", "h")
+        await asyncio.sleep(0)
+        blocker.execute("COMMIT")
+        await first
+        await asyncio.gather(*work)
+        assert inbox.stats().pending == 2
+        claimed = await inbox.claim({"h": 10}, owner="w", lease_seconds=30)
+        assert sorted(d.event_id for d in claimed) == ["after", "before"]
+    finally:
+        blocker.close()
+        await inbox.close()
+
+
 async def test_put_without_handlers_stores_event_and_deduplicates(inbox: SqliteInbox) -> None:
     assert await inbox.put(event("lonely"), ()) is True
     assert await inbox.put(event("lonely"), ()) is False

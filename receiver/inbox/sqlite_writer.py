@@ -62,11 +62,11 @@ class Batch:
         if self.new:
             cur.executemany(store.INSERT_DELIVERY, self.new)
             self.pending += cur.rowcount - len(self.new)
-            self.new = []
+            self.new.clear()  # cleared in place: the writer holds on to these lists
         if self.dones:
             cur.executemany(store.DELETE_DELIVERY, self.dones)
             self.pending -= cur.rowcount
-            self.dones = []
+            self.dones.clear()
 
 
 class Writer:
