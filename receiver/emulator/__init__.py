@@ -21,7 +21,8 @@ from receiver.emulator.devices import Device
 from receiver.emulator.errors import ApiError
 from receiver.emulator.pusher import PushAttempt, Pusher, PushOptions
 from receiver.emulator.runner import ENV_NAMES, RunningEmulator, running_emulator
-from receiver.emulator.sensors import Rhythm, SensorPlan, VirtualSensors
+from receiver.emulator.schedule import Rhythm, SensorPlan
+from receiver.emulator.sensors import VirtualSensors
 from receiver.emulator.state import EmulatorState, Project
 
 __all__ = [

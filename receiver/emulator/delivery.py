@@ -33,7 +33,7 @@ METRICS_WINDOW_SECONDS = 3 * 3600
 DISABLE_AFTER_SECONDS = 5 * 24 * 3600
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Attempt:
     at: float
     ok: bool

@@ -29,7 +29,8 @@ from receiver.emulator.api import STATE_KEY, Clock, create_emulator_app
 from receiver.emulator.auth import TOKEN_PATH
 from receiver.emulator.oidc import OPENID_CONFIGURATION_PATH
 from receiver.emulator.pusher import Pusher, PushOptions
-from receiver.emulator.sensors import Rhythm, VirtualSensors
+from receiver.emulator.schedule import Rhythm
+from receiver.emulator.sensors import VirtualSensors
 from receiver.emulator.state import EmulatorState
 
 #: The order `dtpush emulator` prints them in.
