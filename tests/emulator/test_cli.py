@@ -1,4 +1,5 @@
-"""`dtpush emulator`: export lines first, a working cloud behind them, a clean stop."""
+"""`dtpush emulator`: export lines first, a working cloud behind them, its sensors pushing,
+bad flags refused, a clean stop."""
 
 from __future__ import annotations
 
@@ -7,13 +8,17 @@ import shlex
 import signal
 import sys
 import time
+from pathlib import Path
 
 import aiohttp
 import jwt
 import pytest
 
+from receiver.dt import Client, DataConnector, HttpPushConfig
 from receiver.emulator import ENV_NAMES
 from receiver.emulator.auth import GRANT_TYPE
+from tests.emulator.live import SECRET, LiveReceiver
+from tests.waiting import until
 
 DEADLINE = 30.0
 
@@ -129,3 +134,46 @@ async def test_cli_port_in_use_fails_with_one_line_and_exit_1() -> None:
     assert process.returncode == 1
     assert stderr.decode().count("\n") == 1
     assert "Traceback" not in stderr.decode()
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [
+        ("--duplicates", "1.5"),
+        ("--reorder", "-0.1"),
+        ("--rate", "nan"),
+        ("--speed", "0"),
+        ("--delay", "-1"),
+        ("--rotate-keys-every", "inf"),
+        ("--disable-after", "x"),
+        ("--rate", "5", "--no-sensors"),
+    ],
+)
+async def test_cli_bad_sensor_or_fault_flag_is_a_usage_error(flags: tuple[str, ...]) -> None:
+    process = await _start(*flags)
+
+    _, stderr = await asyncio.wait_for(process.communicate(), DEADLINE)
+
+    assert process.returncode == 2
+    assert "Traceback" not in stderr.decode()
+
+
+async def test_cli_sensors_push_to_a_new_connector_with_injected_duplicates(
+    tmp_path: Path,
+) -> None:
+    process = await _start("--rate", "100", "--seed", "1", "--duplicates", "1")
+    try:
+        env = await _exports(process)
+        async with LiveReceiver(tmp_path) as live, Client.from_env(env) as client:
+            await DataConnector.create_data_connector(
+                env["DTPUSH_CONNECTOR_PROJECT_ID"],
+                HttpPushConfig(url=live.url, signature_secret=SECRET),
+                client=client,
+            )
+            await until(lambda: len(live.ids) >= 10, within=DEADLINE, what="pushed events")
+            await until(lambda: "duplicate" in live.outcomes(), within=DEADLINE, what="a duplicate")
+    finally:
+        code = await _stop(process, signal.SIGTERM)
+
+    assert code == 0
+    assert set(live.outcomes()) == {"accepted", "duplicate"}
