@@ -1,9 +1,11 @@
 """The emulated DT cloud for the connector-management tests: the emulator on loopback, a
 client for it whose every HTTP request is recorded (aiohttp request tracing on the session
-it borrows), and settings that point a receiver at it."""
+it borrows), settings that point a receiver at it, and `bootstrapped_receiver`: the real
+app serving on loopback with `serve --bootstrap`'s connector management."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -13,10 +15,17 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import aiohttp
+from aiohttp import web
+from prometheus_client import CollectorRegistry
 
+from receiver.app import SERVICE_KEY, create_app
 from receiver.config import Settings, load_settings
 from receiver.dt import Client, RetryPolicy
 from receiver.emulator import Connector, RunningEmulator, running_emulator
+from receiver.monitor import Bootstrap, Snapshot, inbox_snapshot
+from receiver.registry import Handler, load_handlers
+from receiver.runtime import serving
+from receiver.service import Service
 
 PUBLIC_URL = "https://receiver.example.com/events"
 SECRET = "bootstrap-secret-0123456789abcdef0123"
@@ -126,3 +135,37 @@ async def emulated_cloud(
         )
         async with client:
             yield Cloud(emu, client, requests)
+
+
+@asynccontextmanager
+async def bootstrapped_receiver(
+    cloud: Cloud, settings: Settings, recorder: Handler, port: int
+) -> AsyncIterator[tuple[Service, Bootstrap, str]]:
+    """`serve --bootstrap` in-process, wired as the command does: the real app on a real
+    port, the inbox snapshot taken before it listens, then the bootstrap and its monitor."""
+    handlers = {
+        "sqlite": load_handlers(("sqlite",), settings.handlers.options)["sqlite"],
+        "recorder": recorder,
+    }
+    app = create_app(settings, registry=CollectorRegistry(), handlers=handlers)
+    snapshots: list[Snapshot] = []
+
+    async def take_snapshot(app: web.Application) -> None:
+        snapshots.append(await inbox_snapshot(app[SERVICE_KEY].inbox))
+
+    app.on_startup.append(take_snapshot)
+    async with serving(app, host="127.0.0.1", port=port, grace=2.0) as url:
+        public = dataclasses.replace(settings.connector, public_url=url + settings.server.path)
+        service = app[SERVICE_KEY]
+        bootstrap = Bootstrap(
+            cloud.client,
+            dataclasses.replace(settings, connector=public),
+            service,
+            snapshot=snapshots[0],
+        )
+        await bootstrap.start()
+        try:
+            yield service, bootstrap, url
+        finally:
+            await bootstrap.stop()
+            service.closing = True

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,12 +28,13 @@ from receiver.backfill import outage_window, push_body
 from receiver.commands import connector as connector_command
 from receiver.connector import Desired, ensure, reconcile
 from receiver.dt import AmbiguousConnectors, Device
+from receiver.emulator import PushOptions, Rhythm, VirtualSensors
 from receiver.emulator.connectors import Connector
 from receiver.events import parse
 from receiver.inbox.sqlite import SqliteInbox
 from receiver.monitor import Bootstrap, inbox_snapshot
 from receiver.service import Service
-from tests.emulated import PUBLIC_URL, SECRET, Cloud, emulated_cloud
+from tests.emulated import PUBLIC_URL, SECRET, Cloud, bootstrapped_receiver, emulated_cloud
 from tests.recording import RecordingHandler
 from tests.waiting import until
 
@@ -447,3 +449,107 @@ async def test_bootstrap_start_does_not_backfill_an_empty_or_recent_inbox(
         assert cloud.requests.api("GET") and not [
             s for s in cloud.requests.api("GET") if s.path.endswith("/events")
         ]
+
+
+# -- secrets: rotation and drift while DT pushes ---------------------------------------------
+
+OLD_SECRET = "old-secret-0123456789abcdef0123456789ab"
+NEW_SECRET = "new-secret-0123456789abcdef0123456789ab"
+SECRET_PATH = "httpConfig.signatureSecret"
+FAST_PUSHES = PushOptions(
+    timeout_seconds=2.0, backoff_initial_seconds=0.05, backoff_max_seconds=0.3
+)
+
+
+def refusals(service: Service) -> float:
+    registry = service.metrics.registry
+    return sum(
+        sample.value
+        for metric in registry.collect()
+        if metric.name == "dtpush_signature_failures"
+        for sample in metric.samples
+        if sample.name.endswith("_total")
+    )
+
+
+async def test_secret_rotation_bootstrap_moves_dt_to_the_new_secret_and_refuses_no_push(
+    tmp_path: Path,
+) -> None:
+    async with emulated_cloud(emulator={"push": True, "push_options": FAST_PUSHES}) as cloud:
+        state = cloud.emu.state
+        recorder = RecordingHandler()
+        sensors = VirtualSensors(state, seed=5, rhythm=Rhythm.lively(), rate=25.0)
+        devices = state.project(cloud.project_id).devices.values()
+
+        def made_since(start: float) -> set[str]:
+            return {e["eventId"] for d in devices for e in d.history(start, time.time())}
+
+        before = cloud.settings(tmp_path, DTPUSH_VERIFY_SECRETS=OLD_SECRET)
+        async with bootstrapped_receiver(cloud, before, recorder, port=0) as (_, _, url):
+            port = int(url.rsplit(":", 1)[1])
+            start = time.time()
+            await sensors.start()
+            await until(lambda: len(made_since(start)) >= 20, within=30, what="20 events")
+        assert cloud.only_connector().http_config.signature_secret == OLD_SECRET
+
+        # the new secret first, the old one kept while DT still signs with it
+        rotated = cloud.settings(tmp_path, DTPUSH_VERIFY_SECRETS=f"{NEW_SECRET},{OLD_SECRET}")
+        cloud.requests.clear()
+        async with bootstrapped_receiver(cloud, rotated, recorder, port=port) as (service, _, _):
+            assert cloud.only_connector().http_config.signature_secret == NEW_SECRET
+            assert [p.param("update_mask") for p in cloud.requests.patches] == [
+                "httpConfig.signatureSecret"
+            ]
+            matched_new = {"index": "0"}
+            await until(
+                lambda: (
+                    (
+                        service.metrics.registry.get_sample_value(
+                            "dtpush_signature_secret_matches_total", matched_new
+                        )
+                        or 0
+                    )
+                    >= 20
+                ),
+                within=30,
+                what="20 pushes signed with the new secret",
+            )
+            await sensors.stop()
+            expected = made_since(start)
+            await until(
+                lambda: expected <= set(recorder.ids), within=30, what="every event delivered"
+            )
+            assert refusals(service) == 0
+
+
+async def test_secret_changed_in_dt_is_restored_by_the_monitor_and_nothing_is_lost(
+    tmp_path: Path,
+) -> None:
+    async with emulated_cloud(emulator={"push": True, "push_options": FAST_PUSHES}) as cloud:
+        state = cloud.emu.state
+        recorder = RecordingHandler()
+        sensors = VirtualSensors(state, seed=9, rhythm=Rhythm.lively(), rate=25.0)
+        devices = state.project(cloud.project_id).devices.values()
+        settings = cloud.settings(
+            tmp_path,
+            DTPUSH_VERIFY_SECRETS=NEW_SECRET,
+            DTPUSH_CONNECTOR_MONITOR_INTERVAL_SECONDS="0.5",
+        )
+        async with bootstrapped_receiver(cloud, settings, recorder, port=0):
+            start = time.time()
+            await sensors.start()
+            await until(lambda: len(recorder.ids) >= 20, within=30, what="20 events delivered")
+            cloud.requests.clear()
+            patch_in_dt(cloud, {"httpConfig": {"signatureSecret": "set-by-someone"}}, SECRET_PATH)
+            await until(
+                lambda: cloud.only_connector().http_config.signature_secret == NEW_SECRET,
+                within=30,
+                what="the monitor to restore the secret",
+            )
+            await sensors.stop()
+            expected = {e["eventId"] for d in devices for e in d.history(start, time.time())}
+            await until(
+                lambda: expected <= set(recorder.ids), within=30, what="every event delivered"
+            )
+        assert [p.param("update_mask") for p in cloud.requests.patches] == [SECRET_PATH]
+        assert Counter(recorder.ids).most_common(1)[0][1] == 1

@@ -10,64 +10,18 @@ the store holds every event of the window exactly once.
 
 from __future__ import annotations
 
-import dataclasses
 import sqlite3
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 
-from aiohttp import web
-from prometheus_client import CollectorRegistry
-
-from receiver.app import SERVICE_KEY, create_app
-from receiver.config import Settings
 from receiver.emulator import EmulatorState, PushOptions, Rhythm, VirtualSensors
-from receiver.monitor import Bootstrap, inbox_snapshot
-from receiver.registry import load_handlers
-from receiver.runtime import serving
-from receiver.service import Service
-from tests.emulated import Cloud, emulated_cloud
+from tests.emulated import bootstrapped_receiver, emulated_cloud
 from tests.recording import RecordingHandler
 from tests.waiting import until
 
 DISABLE_AFTER_SECONDS = 2.0
 PUSHES = PushOptions(timeout_seconds=2.0, backoff_initial_seconds=0.05, backoff_max_seconds=0.3)
-
-
-@asynccontextmanager
-async def receiver(
-    cloud: Cloud, settings: Settings, recorder: RecordingHandler, port: int
-) -> AsyncIterator[tuple[Service, Bootstrap, str]]:
-    """`serve --bootstrap` in-process, wired as the command does: the real app on a real
-    port, the inbox snapshot taken before it listens, then the bootstrap and its monitor."""
-    handlers = {
-        "sqlite": load_handlers(("sqlite",), settings.handlers.options)["sqlite"],
-        "recorder": recorder,
-    }
-    app = create_app(settings, registry=CollectorRegistry(), handlers=handlers)
-    snapshots = []
-
-    async def take_snapshot(app: web.Application) -> None:
-        snapshots.append(await inbox_snapshot(app[SERVICE_KEY].inbox))
-
-    app.on_startup.append(take_snapshot)
-    async with serving(app, host="127.0.0.1", port=port, grace=2.0) as url:
-        public = dataclasses.replace(settings.connector, public_url=url + settings.server.path)
-        service = app[SERVICE_KEY]
-        bootstrap = Bootstrap(
-            cloud.client,
-            dataclasses.replace(settings, connector=public),
-            service,
-            snapshot=snapshots[0],
-        )
-        await bootstrap.start()
-        try:
-            yield service, bootstrap, url
-        finally:
-            await bootstrap.stop()
-            service.closing = True
 
 
 def stored_ids(path: Path) -> list[str]:
@@ -90,7 +44,7 @@ async def test_outage_until_system_disabled_is_healed_and_the_gap_backfilled_exa
             return {e["eventId"] for d in history for e in d.history(start, end)}
 
         # 1. receiving: the bootstrap creates the connector; sensor events arrive
-        async with receiver(cloud, settings, recorder, port=0) as (first, _, url):
+        async with bootstrapped_receiver(cloud, settings, recorder, port=0) as (first, _, url):
             port = int(url.rsplit(":", 1)[1])
             connector = cloud.only_connector()
             assert connector.http_config.url == url + "/events"
@@ -119,7 +73,11 @@ async def test_outage_until_system_disabled_is_healed_and_the_gap_backfilled_exa
         assert len(missed) >= 30
 
         # 3. the receiver is back: re-enabled by the monitor, the gap backfilled
-        async with receiver(cloud, settings, recorder, port=port) as (second, bootstrap, _):
+        async with bootstrapped_receiver(cloud, settings, recorder, port=port) as (
+            second,
+            bootstrap,
+            _,
+        ):
             registry = second.metrics.registry
             await until(
                 lambda: (
