@@ -200,7 +200,7 @@ async def _errors_middleware(request: web.Request, handler: Handler) -> web.Stre
             error_body(exc.status, message.get(exc.status, exc.reason.lower())), exc.status, headers
         )
     except Exception:
-        log.exception("emulator_view_failed", extra={"path": request.path})
+        log.exception("emulator_view_failed", extra={"fields": {"path": request.path}})
         return _json(error_body(500, "internal server error"), 500)
 
 

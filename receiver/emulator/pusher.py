@@ -167,6 +167,9 @@ class Pusher:
         self.state.on_event.append(self.submit)
         self.state.on_sync.append(self.sync)
         self._running = True
+        for connector_id, delivery in list(self.state.deliveries.items()):
+            if delivery.queued:  # left by a previous run: carry on with them
+                self._lane(connector_id)
 
     async def stop(self) -> None:
         """Stop pushing: queued pushes stay queued in the state, in-flight ones are cut."""
@@ -324,7 +327,9 @@ class Pusher:
             self.state.set_connector_status(connector.project_id, connector.id, SYSTEM_DISABLED)
             log.warning(
                 "emulator_connector_system_disabled",
-                extra={"connector": connector.id, "failing_since": delivery.failing_since},
+                extra={
+                    "fields": {"connector": connector.id, "failing_since": delivery.failing_since}
+                },
             )
             return
         attempts = push.attempts + 1
@@ -368,4 +373,4 @@ class Pusher:
         while True:
             await asyncio.sleep(every)
             key = self.state.rotate_key(self._clock())
-            log.info("emulator_signing_key_rotated", extra={"kid": key.kid})
+            log.info("emulator_signing_key_rotated", extra={"fields": {"kid": key.kid}})
