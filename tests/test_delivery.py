@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sqlite3
 from collections import Counter
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
@@ -405,3 +406,54 @@ def test_describe_keeps_class_and_message_short() -> None:
     assert describe(TimeoutError(), 2.5) == "TimeoutError: handler took longer than 2.5s"
     long = describe(RuntimeError("x" * 5000), 10)
     assert long.startswith("RuntimeError: xxx") and len(long) == 300
+
+
+class FailsFirstForSome(Handler):
+    """Fails the first attempt of every third event; records each event it took."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.attempted: Counter[str] = Counter()
+        self.delivered: Counter[str] = Counter()
+
+    async def handle(self, event: Event) -> None:
+        self.attempted[event.event_id] += 1
+        if int(event.event_id.split("-")[1]) % 3 == 0 and self.attempted[event.event_id] == 1:
+            raise ConnectionError("first attempt refused")
+        await asyncio.sleep(0)
+        self.delivered[event.event_id] += 1
+
+
+async def test_delivery_mixed_load_every_event_reaches_every_handler_and_counts_agree(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "inbox.db"
+    inbox = SqliteInbox(path)
+    await inbox.open()
+    picky, tight = FailsFirstForSome(), Gated()
+    tight.gate.set()
+    handlers: dict[str, Handler] = {"picky": picky, "tight": tight}
+    ids = [f"ev-{i}" for i in range(400)]
+    try:
+        async with running(inbox, handlers, concurrency=3) as dispatcher:  # lanes overflow
+            queue = iter(ids)
+
+            async def pusher() -> None:  # ingest goes on while deliveries are recorded
+                for event_id in queue:
+                    await accept(inbox, dispatcher, handlers, event(event_id))
+
+            await asyncio.gather(*(pusher() for _ in range(8)))
+            await until(
+                lambda: len(picky.delivered) == 400 and len(tight.finished) >= 400,
+                within=60,
+                what="every delivery",
+            )
+            await inbox.flush()
+            await until(lambda: inbox.stats().pending == 0, within=10, what="no pending")
+    finally:
+        await inbox.close()
+    assert set(picky.delivered) == set(ids) and set(picky.delivered.values()) == {1}
+    assert sorted(tight.finished) == sorted(ids)
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM deliveries").fetchone() == (0,)
+        assert conn.execute("SELECT COUNT(*) FROM dead_letters").fetchone() == (0,)
