@@ -116,6 +116,31 @@ async def test_put_batch_mixing_puts_and_other_work_keeps_every_delivery(
         await inbox.close()
 
 
+async def test_put_one_bad_operation_in_a_batch_fails_alone(tmp_path: Path) -> None:
+    path = tmp_path / "inbox.db"
+    inbox = SqliteInbox(path, busy_timeout=30)
+    await inbox.open()
+    blocker = sqlite3.connect(path, isolation_level=None)
+    try:
+        blocker.execute("BEGIN IMMEDIATE")  # hold the writer so the puts queue up together
+        first = asyncio.ensure_future(inbox.flush())
+        await asyncio.sleep(0)
+        good = asyncio.ensure_future(inbox.put(event("good"), ("h",)))
+        bad = asyncio.ensure_future(inbox.put(event("bad"), (object(),)))  # type: ignore[arg-type]
+        also_good = asyncio.ensure_future(inbox.put(event("also-good"), ("h",)))
+        await asyncio.sleep(0)
+        blocker.execute("COMMIT")
+        await first
+        assert await good is True and await also_good is True
+        with pytest.raises(Unavailable):
+            await bad
+        assert inbox.stats().pending == 2
+        assert await inbox.put(event("bad"), ("h",)) is True  # nothing of it was kept
+    finally:
+        blocker.close()
+        await inbox.close()
+
+
 async def test_put_without_handlers_stores_event_and_deduplicates(inbox: SqliteInbox) -> None:
     assert await inbox.put(event("lonely"), ()) is True
     assert await inbox.put(event("lonely"), ()) is False

@@ -55,13 +55,15 @@ CREATE TABLE IF NOT EXISTS dead_letters (
 ) WITHOUT ROWID;
 """
 
+# Only a conflict on the key is ignored; any other broken constraint is an error.
 INSERT_EVENT = (
-    "INSERT OR IGNORE INTO events (event_id, event_type, device_id, event_time, received_at, raw)"
-    " VALUES (?, ?, ?, ?, ?, ?)"
+    "INSERT INTO events (event_id, event_type, device_id, event_time, received_at, raw)"
+    " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING"
 )
 EVENT_EXISTS = "SELECT 1 FROM events WHERE event_id = ?"
 INSERT_DELIVERY = (
-    "INSERT OR IGNORE INTO deliveries (event_rowid, handler, due_at, owner) VALUES (?, ?, ?, ?)"
+    "INSERT INTO deliveries (event_rowid, handler, due_at, owner) VALUES (?, ?, ?, ?)"
+    " ON CONFLICT (event_rowid, handler) DO NOTHING"
 )
 _KEY = "event_rowid = (SELECT id FROM events WHERE event_id = ?) AND handler = ?"
 DELETE_DELIVERY = f"DELETE FROM deliveries WHERE {_KEY}"
@@ -218,8 +220,8 @@ def replay(
         rows = [row for row in rows if row[2] in wanted]
     keys = [(row[0], row[1]) for row in rows]
     cur.executemany(
-        "INSERT OR IGNORE INTO deliveries (event_rowid, handler, attempts, due_at)"
-        " VALUES (?, ?, 0, ?)",
+        "INSERT INTO deliveries (event_rowid, handler, attempts, due_at) VALUES (?, ?, 0, ?)"
+        " ON CONFLICT (event_rowid, handler) DO NOTHING",
         [(rowid, name, now) for rowid, name in keys],
     )
     cur.executemany("DELETE FROM dead_letters WHERE event_rowid = ? AND handler = ?", keys)

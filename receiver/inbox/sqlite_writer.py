@@ -118,6 +118,7 @@ class Writer:
             self._thread.join()
 
     def _run(self, loop: asyncio.AbstractEventLoop, opened: asyncio.Future[None]) -> None:
+        conn: sqlite3.Connection | None = None
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             conn = store.open_connection(str(self.path), self.busy_timeout)
@@ -127,6 +128,8 @@ class Writer:
             self.oldest = store.oldest_pending(cur)
             (version,) = cur.execute("PRAGMA data_version").fetchone()
         except (OSError, sqlite3.Error) as exc:
+            if conn is not None:
+                conn.close()
             failed: list[Result] = [(opened, None, exc)]
             loop.call_soon_threadsafe(_settle, failed)
             return
@@ -180,14 +183,16 @@ class Writer:
             return results
         try:
             results += self._transaction(conn, todo, now)
-        except sqlite3.IntegrityError:
+        except sqlite3.OperationalError as exc:  # busy, I/O, disk full: all would fail alike
+            results += self._failed(todo, exc)
+        except Exception as exc:
+            if len(todo) == 1:
+                return results + self._failed(todo, exc)
             for op in todo:  # one bad operation must not fail the others
                 try:
                     results += self._transaction(conn, [op], now)
-                except Exception as exc:
-                    results += self._failed([op], exc)
-        except Exception as exc:
-            results += self._failed(todo, exc)
+                except Exception as error:
+                    results += self._failed([op], error)
         return results
 
     def _transaction(self, conn: sqlite3.Connection, ops: list[Op], now: float) -> list[Result]:
