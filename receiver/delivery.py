@@ -18,8 +18,9 @@ Where deliveries come from:
 A lease outlives any attempt that starts in time: a lane holds at most `2 * concurrency`
 waiting deliveries and an attempt is cut at `handler_timeout`, so a delivery starts within
 two timeouts of being leased and ends within three; `lease_seconds` is three timeouts plus
-ten seconds, and a delivery whose lease is about to run out is not started (it becomes due
-again when the lease expires, and whoever claims it then delivers it).
+ten seconds, and a delivery is not started unless it can end five seconds before its lease
+does (otherwise it becomes due again when the lease expires, and whoever claims it then
+delivers it).
 
 Recording outcomes: after the handler returns, the success is queued to the inbox and made
 durable by its next grouped commit (normally a few milliseconds later); failures and dead
@@ -59,6 +60,9 @@ log = logging.getLogger("dtpush.delivery")
 
 _ERROR_CHARS = 300
 _NEVER = float("inf")
+# Seconds a call must end before its lease does. A fresh delivery's deadline is counted from
+# `notify`, a little after the commit that set the lease in the file.
+_LEASE_MARGIN = 5.0
 
 
 def describe(exc: BaseException, timeout: float) -> str:
@@ -240,7 +244,7 @@ class Dispatcher:
         instead of one per call); the cut arrives as a cancellation, turned into TimeoutError.
         """
         started = self.clock()
-        if started + self.handler_timeout + 1 > delivery.deadline:
+        if started + self.handler_timeout + _LEASE_MARGIN > delivery.deadline:
             return  # the lease runs out before the call could end; it will be claimed again
         failure: Exception | None = None
         worker.cut_at = started + self.handler_timeout
