@@ -28,6 +28,8 @@ from receiver.emulator.seed import seed_devices
 from receiver.emulator.timestamps import format_rfc3339
 
 MAX_CONNECTORS_PER_PROJECT = 10
+#: The time inside the xids of a seeded cloud's project and account (2024-01-01T00:00:00Z).
+SEEDED_IDS_AT = 1_704_067_200.0
 ALL_PROJECTS = "-"
 
 EventListener = Callable[[Device, dict[str, Any]], None]
@@ -90,10 +92,15 @@ class EmulatorState:
     def seeded(
         cls, now: float, *, rng: random.Random | None = None, **settings: Any
     ) -> EmulatorState:
-        """A cloud with one project, one service account and the seeded devices (`seed.py`)."""
+        """A cloud with one project, one service account and the seeded devices (`seed.py`).
+
+        With a given `rng` (a seed), the project, organization and service-account ids do
+        not depend on `now`, so a restart with the same seed prints the same credentials.
+        """
         state = cls(rng=rng, **settings)
-        project = state.add_project("Emulated project", now)
-        state.add_service_account(project.id, now)
+        made_at = now if rng is None else SEEDED_IDS_AT
+        project = state.add_project("Emulated project", made_at)
+        state.add_service_account(project.id, made_at)
         for device in seed_devices(project.id, now, state.ids, state.rng):
             project.devices[device.id] = device
         return state

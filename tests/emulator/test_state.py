@@ -192,3 +192,12 @@ def test_set_connector_status_allows_system_disabled_for_the_push_side() -> None
 
     assert state.get_connector(state.project_id, connector.id).status == "SYSTEM_DISABLED"
     assert state.active_connectors(state.project_id) == []
+
+
+def test_seeded_cloud_ids_and_credentials_do_not_depend_on_the_start_time() -> None:
+    first = EmulatorState.seeded(START, rng=random.Random(42))
+    later = EmulatorState.seeded(START + 3600.5, rng=random.Random(42))
+
+    assert first.project_id == later.project_id
+    assert first.organization_id == later.organization_id
+    assert first.service_account == later.service_account
