@@ -8,8 +8,8 @@ every device (their original ``eventId``s) for that connector alone. DT's rules
 
 - One POST per event to ``httpConfig.url``, body and headers from `pushes.py`; the tokens
   are minted at each attempt, so a retry carries the connector's current secret and key.
-- Success is any 2xx within `timeout_seconds` (DT: 10 s). Anything else — another status,
-  a refused connection, no answer in time — is retried with exponential backoff and jitter
+- Success is any 2xx within `timeout_seconds` (DT: 10 s). Anything else — another status
+  (a redirect is not followed), a refused connection, no answer in time — is retried with exponential backoff and jitter
   (`receiver.backoff`), until `max_age_seconds` (DT: 12 h) after the push was queued; then
   it is dropped.
 - One queue per connector, sent in order with at most `concurrency` pushes in flight;
@@ -53,6 +53,8 @@ from receiver.testing import new_xid
 
 log = logging.getLogger("receiver.emulator.pusher")
 
+#: How much of a receiver's answer is read (the rest is not waited for).
+MAX_ANSWER_BYTES = 65536
 #: While keys rotate every N seconds, a retired key stays published max(10 N, 30 s) (≤ 2 h).
 MIN_KEY_RETENTION_SECONDS = 30.0
 
@@ -364,7 +366,11 @@ class Pusher:
                 timeout=self._timeout,
                 allow_redirects=False,
             ) as response:
-                await response.read()
+                read = 0
+                async for chunk in response.content.iter_any():  # the answer is not used
+                    read += len(chunk)
+                    if read > MAX_ANSWER_BYTES:
+                        break
                 return loop.time() - started, response.status
         except (aiohttp.ClientError, TimeoutError, OSError):
             return loop.time() - started, None
