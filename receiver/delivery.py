@@ -27,7 +27,9 @@ durable by its next grouped commit (normally a few milliseconds later); failures
 letters likewise. The window: if the process dies after `handler.handle(event)` returned
 and before that commit, the inbox still holds the delivery leased to the dead process; it
 becomes due when the lease expires (`lease_seconds` after it was leased) and the handler
-gets that event once more. Besides calls that were cut (a timeout, or a stop after
+gets that event once more. A worker takes its next delivery only after its last success
+is committed, so a kill repeats at most `concurrency` deliveries per handler. Besides calls
+that were cut (a timeout, or a stop after
 its grace), that is the only way a handler sees an event it already took twice; it never
 happens on a graceful stop (`stop` flushes), and never affects the other handlers.
 
@@ -267,6 +269,9 @@ class Dispatcher:
         lane.duration.observe(self.clock() - started)
         if failure is None:
             self.inbox.done(delivery.event_id, lane.name)
+            # The worker moves on only once that success is committed: at most `concurrency`
+            # successes per handler are ever uncommitted, which bounds what a kill can repeat.
+            await self.inbox.flush()
         else:
             self._failed(lane, delivery, failure)
 
