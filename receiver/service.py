@@ -90,7 +90,7 @@ class Service:
         stats = self.inbox.stats()
         self.metrics.inbox_pending.set(stats.pending)
         self.metrics.inbox_oldest_pending.set(stats.oldest_pending_seconds)
-        for name in self.handlers:
+        for name in {*self.handlers, *stats.dead_letters}:  # quarantine and retired handlers too
             self.metrics.dead_letters.labels(name).set(stats.dead_letters.get(name, 0))
 
     async def start(self) -> None:
