@@ -279,9 +279,9 @@ class Pusher:
                 free = concurrency - len(lane.inflight)
                 for push in delivery.take_due(now, free) if free > 0 else []:
                     self._spawn(lane, delivery, push)
-            timeout: float | None = None
+            timeout: float | None = None  # None: until an enqueue or an attempt ends
             due = delivery.next_due()
-            if due is not None and len(lane.inflight) < concurrency:
+            if connector.status == ACTIVE and due is not None and len(lane.inflight) < concurrency:
                 timeout = min(max(due - now, 0.0), 1.0)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(lane.wake.wait(), timeout)
