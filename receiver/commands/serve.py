@@ -7,17 +7,15 @@ import asyncio
 import logging
 import sys
 
-from aiohttp import web
-
-from receiver.app import SERVICE_KEY, create_app
+from receiver.app import create_app
 from receiver.commands import settings_from
 from receiver.config import Settings, serve_problems
 from receiver.connector import Desired
 from receiver.dt import Client, DtApiError
 from receiver.errors import ConfigError
 from receiver.logs import configure_logging
-from receiver.monitor import Bootstrap, Snapshot, inbox_snapshot
-from receiver.runtime import serving, tls_context, wait_for_stop_signal
+from receiver.running import running_receiver
+from receiver.runtime import wait_for_stop_signal
 
 log = logging.getLogger("dtpush.serve")
 
@@ -86,41 +84,17 @@ async def serve(
         insecure_skip_verify=args.insecure_skip_verify,
         workers=not args.no_workers,
     )
-    snapshots: list[Snapshot] = []
-    if client is not None:  # what the inbox held before anything new arrives
-
-        async def take_snapshot(app: web.Application) -> None:
-            snapshots.append(await inbox_snapshot(app[SERVICE_KEY].inbox))
-
-        app.on_startup.append(take_snapshot)
-    server = settings.server
-    async with serving(
-        app,
-        host=server.host,
-        port=server.port,
-        ssl_context=tls_context(server.tls_cert, server.tls_key),
-        grace=server.shutdown_grace_seconds,
-    ) as url:
-        log.info("listening", extra={"fields": {"url": url + server.path}})
-        bootstrap = None
-        if client is not None:
-            bootstrap = Bootstrap(
-                client, settings, app[SERVICE_KEY], snapshot=snapshots[0] if snapshots else None
-            )
-            try:
-                await bootstrap.start()
-            except DtApiError as exc:
-                print(f"dtpush: error: --bootstrap: {' '.join(str(exc).split())}", file=sys.stderr)
-                app[SERVICE_KEY].closing = True
-                await client.close()
-                return 1
-        try:
+    try:
+        async with running_receiver(app, settings, client=client):
             await wait_for_stop_signal()
-        finally:
-            if bootstrap is not None:
-                await bootstrap.stop()
-            if client is not None:
-                await client.close()
-        log.info("stopping", extra={"fields": {"grace_seconds": server.shutdown_grace_seconds}})
-        app[SERVICE_KEY].closing = True
+            log.info(
+                "stopping",
+                extra={"fields": {"grace_seconds": settings.server.shutdown_grace_seconds}},
+            )
+    except DtApiError as exc:
+        print(f"dtpush: error: --bootstrap: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 1
+    finally:
+        if client is not None:
+            await client.close()
     return 0
