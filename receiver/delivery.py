@@ -15,6 +15,9 @@ Where deliveries come from:
   events ingested by another process (`dtpush serve --no-workers` + `dtpush worker`).
   A claim leases the rows for `lease_seconds`; events are re-parsed from the stored body.
 
+A starting engine gives back at once the leases of owners that were processes of this host
+and no longer run (a `serve` killed with SIGKILL, say); other leases run out by themselves.
+
 A lease outlives any attempt that starts in time: a lane holds at most `2 * concurrency`
 waiting deliveries and an attempt is cut at `handler_timeout`, so a delivery starts within
 two timeouts of being leased and ends within three; `lease_seconds` is three timeouts plus
@@ -65,6 +68,26 @@ _NEVER = float("inf")
 # Seconds a call must end before its lease does. A fresh delivery's deadline is counted from
 # `notify`, a little after the commit that set the lease in the file.
 _LEASE_MARGIN = 5.0
+
+
+def owner_is_gone(owner: str) -> bool:
+    """Whether a lease owner (`host:pid:tag`) was a process of this host that no longer runs.
+
+    Owners elsewhere, or whose process still runs (or whose pid was reused), keep their
+    leases until they expire: a wrong "gone" could deliver twice at once, a wrong "alive"
+    only waits.
+    """
+    host, _, rest = owner.partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid_text.isdigit() or int(pid_text) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid_text), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
 
 
 def describe(exc: BaseException, timeout: float) -> str:
@@ -164,6 +187,9 @@ class Dispatcher:
     async def start(self) -> None:
         """Take fresh events from `notify` and claim everything due, until `stop`."""
         loop = asyncio.get_running_loop()
+        for owner in await self.inbox.lease_owners():
+            if owner_is_gone(owner):  # killed on this host: its leases need not run out
+                self.inbox.release_all(owner)
         self.inbox.attach(self.owner, self._lanes, self.lease_seconds)
         self._running = True
         for lane in self._lanes.values():

@@ -43,8 +43,8 @@ async def running_receiver(
 ) -> AsyncIterator[RunningReceiver]:
     """Serve `app` per `settings.server`; with `client`, bootstrap the connector (§8).
 
-    `public_url_from_socket` makes the connector push to the bound URL when
-    `connector.public_url` is unset (the demo on loopback). Bootstrap errors
+    `public_url_from_socket` makes the connector push to the URL actually bound instead of
+    `connector.public_url` (the demo and tests on loopback). Bootstrap errors
     (`receiver.dt.DtApiError`) propagate after the receiver stopped taking pushes.
     """
     service = app[SERVICE_KEY]
@@ -68,7 +68,7 @@ async def running_receiver(
         bootstrap = None
         try:
             if client is not None:
-                if public_url_from_socket and settings.connector.public_url is None:
+                if public_url_from_socket:
                     connector = dataclasses.replace(settings.connector, public_url=url)
                     settings = dataclasses.replace(settings, connector=connector)
                 bootstrap = Bootstrap(

@@ -15,16 +15,15 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import aiohttp
-from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from receiver.app import SERVICE_KEY, create_app
+from receiver.app import create_app
 from receiver.config import Settings, load_settings
 from receiver.dt import Client, RetryPolicy
 from receiver.emulator import Connector, RunningEmulator, running_emulator
-from receiver.monitor import Bootstrap, Snapshot, inbox_snapshot
+from receiver.monitor import Bootstrap
 from receiver.registry import Handler, load_handlers
-from receiver.runtime import serving
+from receiver.running import running_receiver
 from receiver.service import Service
 
 PUBLIC_URL = "https://receiver.example.com/events"
@@ -141,31 +140,19 @@ async def emulated_cloud(
 async def bootstrapped_receiver(
     cloud: Cloud, settings: Settings, recorder: Handler, port: int
 ) -> AsyncIterator[tuple[Service, Bootstrap, str]]:
-    """`serve --bootstrap` in-process, wired as the command does: the real app on a real
-    port, the inbox snapshot taken before it listens, then the bootstrap and its monitor."""
+    """`serve --bootstrap` in-process, wired as the command does (`running_receiver`), on a
+    real loopback port, with the `sqlite` store and `recorder` as handlers."""
     handlers = {
         "sqlite": load_handlers(("sqlite",), settings.handlers.options)["sqlite"],
         "recorder": recorder,
     }
+    server = dataclasses.replace(
+        settings.server, host="127.0.0.1", port=port, shutdown_grace_seconds=2.0
+    )
+    settings = dataclasses.replace(settings, server=server)
     app = create_app(settings, registry=CollectorRegistry(), handlers=handlers)
-    snapshots: list[Snapshot] = []
-
-    async def take_snapshot(app: web.Application) -> None:
-        snapshots.append(await inbox_snapshot(app[SERVICE_KEY].inbox))
-
-    app.on_startup.append(take_snapshot)
-    async with serving(app, host="127.0.0.1", port=port, grace=2.0) as url:
-        public = dataclasses.replace(settings.connector, public_url=url + settings.server.path)
-        service = app[SERVICE_KEY]
-        bootstrap = Bootstrap(
-            cloud.client,
-            dataclasses.replace(settings, connector=public),
-            service,
-            snapshot=snapshots[0],
-        )
-        await bootstrap.start()
-        try:
-            yield service, bootstrap, url
-        finally:
-            await bootstrap.stop()
-            service.closing = True
+    async with running_receiver(
+        app, settings, client=cloud.client, public_url_from_socket=True
+    ) as receiver:
+        assert receiver.bootstrap is not None
+        yield receiver.service, receiver.bootstrap, receiver.url.removesuffix(settings.server.path)

@@ -457,3 +457,22 @@ async def test_delivery_mixed_load_every_event_reaches_every_handler_and_counts_
     with sqlite3.connect(path) as conn:
         assert conn.execute("SELECT COUNT(*) FROM deliveries").fetchone() == (0,)
         assert conn.execute("SELECT COUNT(*) FROM dead_letters").fetchone() == (0,)
+
+
+def test_lease_owner_is_gone_only_when_its_process_on_this_host_has_ended() -> None:
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    from receiver.delivery import owner_is_gone
+
+    host = socket.gethostname()
+    ended = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    assert owner_is_gone(f"{host}:{int(ended.stdout)}:abcd1234")
+    assert not owner_is_gone(f"{host}:{os.getppid()}:abcd1234")  # still running
+    assert not owner_is_gone(f"{host}:{os.getpid()}:abcd1234")  # ourselves
+    assert not owner_is_gone(f"elsewhere-{host}:{int(ended.stdout)}:abcd1234")  # not ours to judge
+    assert not owner_is_gone("not-an-owner")

@@ -159,6 +159,10 @@ class Inbox(abc.ABC):
         """Give back every delivery leased to `owner` (at shutdown)."""
 
     @abc.abstractmethod
+    async def lease_owners(self) -> set[str]:
+        """Owners holding leases now (so a starting engine can give back a dead one's)."""
+
+    @abc.abstractmethod
     async def flush(self) -> None:
         """Wait until everything queued so far is committed."""
 

@@ -194,6 +194,12 @@ class SqliteInbox(Inbox):
 
         self._record(run)
 
+    async def lease_owners(self) -> set[str]:
+        owners: set[str] = await self._submit(
+            lambda batch: {row[0] for row in batch.cur.execute(store.LEASE_OWNERS, (batch.now,))}
+        )
+        return owners
+
     async def flush(self) -> None:
         if self._open:
             await self._submit(lambda batch: None)

@@ -73,6 +73,7 @@ RETRY_DELIVERY = (
 )
 RELEASE_DELIVERY = f"UPDATE deliveries SET due_at = ?, owner = NULL WHERE {_KEY} AND owner = ?"
 RELEASE_ALL = "UPDATE deliveries SET due_at = ?, owner = NULL WHERE owner = ? AND due_at > ?"
+LEASE_OWNERS = "SELECT DISTINCT owner FROM deliveries WHERE owner IS NOT NULL AND due_at > ?"
 INSERT_DEAD = (
     "INSERT OR REPLACE INTO dead_letters (event_rowid, handler, attempts, last_error, failed_at)"
     f" SELECT event_rowid, handler, ?, ?, ? FROM deliveries WHERE {_KEY} AND owner = ?"
