@@ -294,10 +294,11 @@ class Dispatcher:
                 worker.task.uncancel()
         lane.duration.observe(self.clock() - started)
         if failure is None:
-            self.inbox.done(delivery.event_id, lane.name)
             # The worker moves on only once that success is committed: at most `concurrency`
             # successes per handler are ever uncommitted, which bounds what a kill can repeat.
-            await self.inbox.flush()
+            # A record lost with its batch (Unavailable) comes again when its lease ends.
+            with contextlib.suppress(Unavailable):
+                await self.inbox.done(delivery.event_id, lane.name)
         else:
             self._failed(lane, delivery, failure)
 

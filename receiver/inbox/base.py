@@ -26,7 +26,7 @@ pending and is made again when its lease expires.
 from __future__ import annotations
 
 import abc
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Awaitable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -137,8 +137,11 @@ class Inbox(abc.ABC):
         """Lease up to `wanted[handler]` due deliveries per handler to `owner`, oldest due first."""
 
     @abc.abstractmethod
-    def done(self, event_id: str, handler: str) -> None:
-        """Record a success: the delivery is no longer pending."""
+    def done(self, event_id: str, handler: str) -> Awaitable[None]:
+        """Record a success: the delivery is no longer pending.
+
+        Returns at once; awaiting the result waits until that record is committed.
+        """
 
     @abc.abstractmethod
     def retry(

@@ -161,9 +161,13 @@ class SqliteInbox(Inbox):
 
         return list(await self._submit(run, precheck=due, otherwise=()))
 
-    def done(self, event_id: str, handler: str) -> None:
+    def done(self, event_id: str, handler: str) -> asyncio.Future[None]:
+        future: asyncio.Future[None] = self._loop.create_future()  # type: ignore[union-attr]
         if self._open:
-            self._queue.put((DONE, None, event_id, handler))
+            self._queue.put((DONE, future, event_id, handler))
+        else:
+            future.set_result(None)  # closed: the delivery stays pending, as after a crash
+        return future
 
     def retry(
         self, event_id: str, handler: str, *, owner: str, attempts: int, error: str, delay: float

@@ -32,7 +32,7 @@ from receiver.inbox import sqlite_store as store
 
 log = logging.getLogger("dtpush.inbox")
 
-# Operation kinds: (PUT, future, event, handlers), (DONE, None, event_id, handler),
+# Operation kinds: (PUT, future, event, handlers), (DONE, future | None, event_id, handler),
 # (CALL, future or None, call, precheck or None, answer when the precheck says no), (STOP, None).
 PUT, DONE, CALL, STOP = 0, 1, 2, 3
 Op = tuple[Any, ...]
@@ -240,6 +240,8 @@ class Writer:
                     results.append((future, True, None))
                 elif kind == DONE:
                     dones.append((op[2], op[3]))
+                    if op[1] is not None:
+                        results.append((op[1], None, None))
                 else:
                     batch.flush()
                     value = op[2](batch)
