@@ -179,7 +179,7 @@ def test_load_handlers_unknown_name_names_setting_and_installed() -> None:
     message = load_error(["nosuch"])
     assert "'nosuch'" in message
     assert "handlers.enabled" in message
-    assert "log, sqlite" in message
+    assert "log, mqtt, postgres, sqlite" in message
 
 
 def test_load_handlers_missing_module_names_the_module() -> None:
