@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from receiver.errors import ConfigError
 
@@ -413,6 +414,20 @@ def _toml_key(key: str) -> str:
 _SECRET_OPTION_WORDS = ("secret", "password", "token", "dsn", "key")
 
 
+def mask_url_password(value: str) -> str:
+    """`scheme://user:***@host/…` for a URL carrying a password; anything else unchanged."""
+    try:
+        parts = urlsplit(value)
+        password = parts.password
+    except ValueError:
+        return value
+    if not parts.scheme or password is None:
+        return value
+    user = parts.username or ""
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+
+
 def to_toml(settings: Settings) -> str:
     """The effective settings as TOML, with every secret shown as "***"."""
     lines: list[str] = []
@@ -431,6 +446,8 @@ def to_toml(settings: Settings) -> str:
         lines.append(f"[handlers.{_toml_key(name)}]")
         for key, value in options.items():
             hidden = any(word in key.lower() for word in _SECRET_OPTION_WORDS)
+            if isinstance(value, str) and not hidden:
+                value = mask_url_password(value)
             shown = _toml_value(Secret("") if hidden else value)
             lines.append(f"{_toml_key(key)} = {shown}")
         lines.append("")

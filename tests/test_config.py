@@ -125,6 +125,7 @@ def test_printed_configuration_is_valid_toml_with_secrets_masked() -> None:
         env={
             "DTPUSH_VERIFY_SECRETS": "s3cr3t-value",
             "DTPUSH_HANDLERS_POSTGRES_DSN": "postgresql://u:pw@h/db",
+            "DTPUSH_HANDLERS_MQTT_URL": "mqtt://user:pw123@broker:1883",
         },
         cwd="/x",
     )
@@ -134,6 +135,8 @@ def test_printed_configuration_is_valid_toml_with_secrets_masked() -> None:
     parsed = tomllib.loads(text)
     assert parsed["verify"]["secrets"] == ["***"]
     assert parsed["handlers"]["postgres"]["dsn"] == "***"
+    assert parsed["handlers"]["mqtt"]["url"] == "mqtt://user:***@broker:1883"
+    assert "pw123" not in text
     assert parsed["server"]["port"] == 8080
 
 
