@@ -6,10 +6,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import orjson
+from hypothesis import strategies as st
 
 from receiver.events import Event, parse
 from receiver.testing import sample_bodies, sample_body
@@ -48,3 +49,25 @@ def variant(
     if data is not None:
         doc["event"]["data"] = data
     return parse(orjson.dumps(doc))
+
+
+# Event times for the latest-wins properties of the store handlers.
+ZONES = st.sampled_from(
+    [UTC, timezone(timedelta(hours=2)), timezone(-timedelta(hours=5, minutes=30))]
+)
+BASE = datetime(2024, 5, 29, 10, 34, 3, tzinfo=UTC)
+# Mostly a few seconds apart, often on a whole second: where text order and time order part
+# if the format were not fixed-width UTC.
+NEAR = st.builds(
+    lambda seconds, micros, zone: (
+        BASE + timedelta(seconds=seconds, microseconds=micros)
+    ).astimezone(zone),
+    st.integers(min_value=0, max_value=3),
+    st.one_of(st.just(0), st.integers(min_value=0, max_value=999_999)),
+    ZONES,
+)
+TIMES = st.one_of(
+    NEAR,
+    st.datetimes(min_value=datetime(2019, 1, 1), max_value=datetime(2030, 1, 1), timezones=ZONES),
+)
+KEYS = [(device, type_) for device in ("emu-a", "emu-b") for type_ in ("touch", "temperature")]

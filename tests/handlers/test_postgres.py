@@ -7,7 +7,7 @@ import logging
 import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -28,7 +28,7 @@ from receiver.errors import HandlerError
 from receiver.events import Event
 from receiver.registry import load_handlers
 from receiver.testing import Signer, make_event_body
-from tests.handlers.samples import SAMPLE_TYPES, body, sample, variant
+from tests.handlers.samples import KEYS, SAMPLE_TYPES, TIMES, body, sample, variant
 from tests.services import TcpRelay, free_port, needs
 from tests.waiting import until, until_async
 
@@ -163,28 +163,9 @@ async def test_postgres_older_event_does_not_replace_latest(
     assert [tuple(r) for r in await fetch(f"SELECT count(*) FROM {prefix}events")] == [(2,)]
 
 
-_ZONES = st.sampled_from(
-    [UTC, timezone(timedelta(hours=2)), timezone(-timedelta(hours=5, minutes=30))]
-)
-_BASE = datetime(2024, 5, 29, 10, 34, 3, tzinfo=UTC)
-_NEAR = st.builds(
-    lambda seconds, micros, zone: (
-        _BASE + timedelta(seconds=seconds, microseconds=micros)
-    ).astimezone(zone),
-    st.integers(min_value=0, max_value=3),
-    st.one_of(st.just(0), st.integers(min_value=0, max_value=999_999)),
-    _ZONES,
-)
-_TIMES = st.one_of(
-    _NEAR,
-    st.datetimes(min_value=datetime(2019, 1, 1), max_value=datetime(2030, 1, 1), timezones=_ZONES),
-)
-_KEYS = [(device, type_) for device in ("emu-a", "emu-b") for type_ in ("touch", "temperature")]
-
-
 @settings(max_examples=15, deadline=None)
 @given(
-    times=st.tuples(*(st.lists(_TIMES, min_size=1, max_size=5, unique=True) for _ in _KEYS)),
+    times=st.tuples(*(st.lists(TIMES, min_size=1, max_size=5, unique=True) for _ in KEYS)),
     order=st.randoms(use_true_random=False),
     chunk=st.integers(min_value=1, max_value=8),
 )
@@ -193,7 +174,7 @@ def test_postgres_latest_is_newest_per_device_and_type_in_any_delivery_order(
 ) -> None:
     events: list[Event] = []
     newest: dict[tuple[str, str], tuple[str, datetime]] = {}
-    for (device, type_), stamps in zip(_KEYS, times, strict=True):
+    for (device, type_), stamps in zip(KEYS, times, strict=True):
         for i, stamp in enumerate(stamps):
             event_id = f"{device}-{type_}-{i}"
             events.append(variant(type_, event_id=event_id, device_id=device, timestamp=stamp))

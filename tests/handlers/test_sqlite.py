@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from handlers.sqlite import SCHEMA, SqliteHandler, utc_text
 from receiver.errors import HandlerError
 from receiver.events import Event
-from tests.handlers.samples import SAMPLE_TYPES, body, sample, variant
+from tests.handlers.samples import KEYS, SAMPLE_TYPES, TIMES, body, sample, variant
 
 
 def query(path: Path, sql: str, *args: Any) -> list[tuple[Any, ...]]:
@@ -100,30 +100,9 @@ async def test_sqlite_older_event_does_not_replace_latest(store: SqliteHandler) 
     assert query(store.path, "SELECT count(*) FROM events") == [(2,)]
 
 
-_ZONES = st.sampled_from(
-    [UTC, timezone(timedelta(hours=2)), timezone(-timedelta(hours=5, minutes=30))]
-)
-_BASE = datetime(2024, 5, 29, 10, 34, 3, tzinfo=UTC)
-# Mostly a few seconds apart, often on a whole second: where text order and time order part
-# if the format were not fixed-width UTC.
-_NEAR = st.builds(
-    lambda seconds, micros, zone: (
-        _BASE + timedelta(seconds=seconds, microseconds=micros)
-    ).astimezone(zone),
-    st.integers(min_value=0, max_value=3),
-    st.one_of(st.just(0), st.integers(min_value=0, max_value=999_999)),
-    _ZONES,
-)
-_TIMES = st.one_of(
-    _NEAR,
-    st.datetimes(min_value=datetime(2019, 1, 1), max_value=datetime(2030, 1, 1), timezones=_ZONES),
-)
-_KEYS = [(device, type_) for device in ("emu-a", "emu-b") for type_ in ("touch", "temperature")]
-
-
 @settings(max_examples=40, deadline=None)
 @given(
-    times=st.tuples(*(st.lists(_TIMES, min_size=1, max_size=6, unique=True) for _ in _KEYS)),
+    times=st.tuples(*(st.lists(TIMES, min_size=1, max_size=6, unique=True) for _ in KEYS)),
     order=st.randoms(use_true_random=False),
     chunk=st.integers(min_value=1, max_value=8),
 )
@@ -132,7 +111,7 @@ def test_sqlite_latest_is_newest_per_device_and_type_in_any_delivery_order(
 ) -> None:
     events: list[Event] = []
     newest: dict[tuple[str, str], tuple[str, str]] = {}
-    for (device, type_), stamps in zip(_KEYS, times, strict=True):
+    for (device, type_), stamps in zip(KEYS, times, strict=True):
         for i, stamp in enumerate(stamps):
             event_id = f"{device}-{type_}-{i}"
             events.append(variant(type_, event_id=event_id, device_id=device, timestamp=stamp))
