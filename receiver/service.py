@@ -83,7 +83,8 @@ class Service:
             reasons.append("shutting_down")
         if not self.inbox.ready():
             reasons.append("inbox")
-        reasons += [f"handler:{name}" for name, h in self.handlers.items() if not h.ready()]
+        if self.dispatcher is not None:
+            reasons += [f"handler:{name}" for name, h in self.handlers.items() if not h.ready()]
         return reasons
 
     def refresh_gauges(self) -> None:
@@ -98,7 +99,8 @@ class Service:
         await self.inbox.open()
         opened: list[Handler] = []
         try:
-            for handler in self.handlers.values():
+            # Ingest only (`serve --no-workers`): handlers name the deliveries, others run them.
+            for handler in self.handlers.values() if self.dispatcher is not None else ():
                 await handler.start()
                 opened.append(handler)
             if self.dispatcher is not None:
@@ -127,7 +129,7 @@ class Service:
             grace = self.settings.server.shutdown_grace_seconds
         if self.dispatcher is not None:
             await self.dispatcher.stop(grace)
-        for name, handler in self.handlers.items():
+        for name, handler in self.handlers.items() if self.dispatcher is not None else ():
             try:
                 await handler.close()
             except Exception as exc:  # a handler's close must not keep the inbox open
