@@ -133,11 +133,12 @@ class PushView:
         except Unavailable as exc:
             return self._unavailable(exc)
         if not new:
-            metrics.push_requests.labels("duplicate").inc()
+            self._outcomes["duplicate"].inc()
             return _answer(200, {"status": "duplicate", "eventId": event.event_id})
-        metrics.push_requests.labels("accepted").inc()
-        metrics.events.labels(event.event_type).inc()
-        metrics.event_delay.labels(event.event_type).observe(received - event.timestamp.timestamp())
+        self._outcomes["accepted"].inc()
+        events_total, delay = self._type_metrics(event.event_type)
+        events_total.inc()
+        delay.observe(received - event.timestamp.timestamp())
         return _answer(200, {"status": "accepted", "eventId": event.event_id})
 
     def _unavailable(self, exc: Unavailable) -> web.Response:
