@@ -21,6 +21,16 @@ SERVICE_KEY = web.AppKey("service", Service)
 
 def build_inbox(settings: Settings) -> Inbox:
     inbox = settings.inbox
+    if inbox.backend == "nats":
+        from receiver.inbox.nats import NatsInbox  # only this backend needs nats-py loaded
+
+        return NatsInbox(
+            inbox.nats_url,
+            stream=inbox.nats_stream,
+            subject_prefix=inbox.nats_subject_prefix,
+            max_pending=inbox.max_pending,
+            dedup_window_seconds=inbox.dedup_window_seconds,
+        )
     return SqliteInbox(
         inbox.path,
         max_pending=inbox.max_pending,

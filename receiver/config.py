@@ -348,10 +348,12 @@ def validate(settings: Settings) -> list[str]:
         problems.append("verify.leeway_seconds: must not be negative")
     if not verify.oidc_url.startswith(("https://", "http://")):
         problems.append("verify.oidc_url: must be an http(s) URL")
-    if inbox.backend != "sqlite":
+    if inbox.backend not in ("sqlite", "nats"):
         problems.append(
-            f"inbox.backend: {inbox.backend!r} is not available (this build has 'sqlite')"
+            f"inbox.backend: {inbox.backend!r} is not available (this build has 'sqlite', 'nats')"
         )
+    if inbox.backend == "nats" and not inbox.nats_url.startswith(("nats://", "tls://")):
+        problems.append("inbox.nats_url: must be a nats:// or tls:// URL")
     if inbox.dedup_window_seconds < 0:
         problems.append("inbox.dedup_window_seconds: must not be negative")
     if inbox.max_pending <= 0:

@@ -203,8 +203,11 @@ class Dispatcher:
         self._watchdog = loop.create_task(self._watch(), name="dtpush-delivery-watchdog")
 
     def notify(self, event: events.Event) -> None:
-        """Deliver a freshly accepted event now (its deliveries are leased to us)."""
-        if not self._running:
+        """Deliver a freshly accepted event now (its deliveries are leased to us).
+
+        Nothing to do when the inbox delivers every event by `claim` (`notify_delivers`).
+        """
+        if not self._running or not self.inbox.notify_delivers:
             return
         lanes = self._by_type.get(event.event_type)
         if lanes is None:

@@ -29,7 +29,7 @@ import abc
 from collections.abc import Awaitable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 if TYPE_CHECKING:
     from receiver.events import Event
@@ -85,6 +85,10 @@ class Delivery:
 
 class Inbox(abc.ABC):
     """What every inbox backend provides. All methods are called from one event loop."""
+
+    #: Whether `Dispatcher.notify` may deliver a fresh event in-process. False for a backend
+    #: whose consumers deliver every event by `claim` anyway (NATS): a hand-over would repeat it.
+    notify_delivers: ClassVar[bool] = True
 
     @abc.abstractmethod
     async def open(self) -> None:
