@@ -67,7 +67,13 @@ async def naming() -> AsyncIterator[dict[str, str]]:
 
 @contextlib.asynccontextmanager
 async def opened(naming: Mapping[str, str], **options: Any) -> AsyncIterator[NatsInbox]:
-    box = NatsInbox(URL, stats_interval=0.1, **naming, **options)
+    box = NatsInbox(
+        URL,
+        stream=naming["stream"],
+        subject_prefix=naming["subject_prefix"],
+        stats_interval=0.1,
+        **options,
+    )
     await box.open()
     try:
         yield box
@@ -257,3 +263,23 @@ async def test_nats_released_delivery_comes_back(naming: dict[str, str]) -> None
 
         await asyncio.wait_for(claimed(), timeout=10)
         assert [d.event_id for d in again] == [first.event_id]
+
+
+async def test_nats_unacked_delivery_comes_back_after_its_lease_with_the_attempt_counted(
+    naming: dict[str, str],
+) -> None:
+    async with opened(naming) as worker, opened(naming) as ingest:
+        await ingest.put(event("ev-1"), ["a"])
+        [first] = await worker.claim({"a": 5}, owner="w", lease_seconds=1.0)
+        assert first.attempts == 0
+        # another process putting for the same handler leaves the worker's lease as it is
+        await ingest.put(event("ev-2"), ["a"])
+        again: list[Any] = []
+
+        async def claimed() -> None:
+            while "ev-1" not in [d.event_id for d in again]:
+                again.extend(await worker.claim({"a": 5}, owner="w", lease_seconds=1.0))
+
+        await asyncio.wait_for(claimed(), timeout=10)
+        [back] = [d for d in again if d.event_id == "ev-1"]
+        assert back.attempts == 1

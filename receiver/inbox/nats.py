@@ -36,9 +36,8 @@ import asyncio
 import contextlib
 import logging
 import time
-import uuid
 from collections.abc import Collection, Coroutine, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import nats
@@ -51,6 +50,7 @@ from nats.js import api as js_api
 from nats.js.errors import BadRequestError, NotFoundError
 
 from receiver.errors import Unavailable
+from receiver.inbox import nats_dead as dead
 from receiver.inbox import nats_names as names
 from receiver.inbox.base import QUARANTINE, DeadLetter, Delivery, Inbox, InboxStats
 
@@ -158,12 +158,7 @@ class NatsInbox(Inbox):
 
     async def quarantine(self, raw: bytes, reason: str) -> None:
         js = self._require()
-        headers = {
-            names.HANDLER: names.header(QUARANTINE),
-            names.ATTEMPTS: "0",
-            names.ERROR: names.header(reason),
-            names.RECEIVED_AT: datetime.now(UTC).isoformat(),
-        }
+        headers = dead.quarantine_headers(reason)
         try:
             await js.publish(
                 self.names.dead_subject(QUARANTINE), raw, timeout=self.put_timeout, headers=headers
@@ -261,13 +256,7 @@ class NatsInbox(Inbox):
             if chosen is not None and letter.event_id not in chosen:
                 continue
             await self._consumer(letter.handler, None)
-            headers = {
-                names.MSG_ID: f"{letter.event_id}/replay/{uuid.uuid4().hex}",
-                names.EVENT_ID: names.header(letter.event_id),
-                names.EVENT_TYPE: names.header(letter.event_type or ""),
-                names.HANDLERS: names.token(letter.handler),
-                names.ONLY: names.token(letter.handler),
-            }
+            headers = dead.replay_headers(letter)
             subject = self.names.event_subject(letter.event_type or "")
             await js.publish(subject, letter.raw, timeout=self.put_timeout, headers=headers)
             await js.delete_msg(self.names.dead_stream, seq)
@@ -299,7 +288,7 @@ class NatsInbox(Inbox):
         state = orjson.loads(reply.data).get("state", {})
         if not state.get("last_seq"):
             return None
-        return _parse_time(state.get("last_ts"))
+        return dead.parse_time(state.get("last_ts"))
 
     async def last_event_time_by_device(self) -> dict[str, datetime]:
         """Not kept by this backend (see the module docstring)."""
@@ -402,13 +391,23 @@ class NatsInbox(Inbox):
     async def _consumer(
         self, handler: str, ack_wait: float | None
     ) -> JetStreamContext.PullSubscription:
-        """The pull subscription of `handler`'s durable consumer, made (or updated) as needed."""
+        """The pull subscription of `handler`'s durable consumer, made as needed.
+
+        An ingesting process (`ack_wait` None) creates a missing consumer and never changes
+        an existing one; a delivering process sets `ack_wait` to its lease.
+        """
         js = self._js
         assert js is not None
+        durable = self.names.consumer(handler)
         known = self._ack_wait.get(handler)
-        if known is None or (ack_wait is not None and ack_wait != known):
-            wait = ack_wait or known or _DEFAULT_LEASE
-            durable = self.names.consumer(handler)
+        if known is None:
+            try:
+                info = await js.consumer_info(self.names.stream, durable)
+                known = info.config.ack_wait or _DEFAULT_LEASE
+            except NotFoundError:
+                known = None
+        if known is None or (ack_wait is not None and abs(ack_wait - known) > 1e-3):
+            wait = ack_wait or _DEFAULT_LEASE
             config = js_api.ConsumerConfig(
                 durable_name=durable,
                 filter_subject=self.names.events,
@@ -418,13 +417,9 @@ class NatsInbox(Inbox):
                 max_deliver=-1,
                 max_ack_pending=20_000,
             )
-            try:
-                await js.add_consumer(self.names.stream, config)
-            except BadRequestError:
-                if ack_wait is not None:
-                    raise
-                # it exists with another ack_wait (set by a delivering process): keep that
-            self._ack_wait[handler] = wait
+            await js.add_consumer(self.names.stream, config)  # creates, or updates ack_wait
+            known = wait
+        self._ack_wait[handler] = known
         sub = self._subs.get(handler)
         if sub is None:
             sub = await js.pull_subscribe_bind(
@@ -461,17 +456,8 @@ class NatsInbox(Inbox):
         return deliveries
 
     async def _bury(self, msg: Msg, event_id: str, handler: str, attempts: int, error: str) -> None:
-        headers = dict(msg.headers or {})
-        headers.pop(names.MSG_ID, None)
-        headers.pop(names.ONLY, None)
-        received = msg.metadata.timestamp
-        headers.update(
-            {
-                names.HANDLER: names.header(handler),
-                names.ATTEMPTS: str(attempts),
-                names.ERROR: names.header(error),
-                names.RECEIVED_AT: (received or datetime.now(UTC)).isoformat(),
-            }
+        headers = dead.burial_headers(
+            msg.headers or {}, handler, attempts, error, msg.metadata.timestamp
         )
         js = self._js
         try:
@@ -491,19 +477,10 @@ class NatsInbox(Inbox):
 
     async def _dead_letters(self, handler: str | None) -> list[tuple[int, DeadLetter]]:
         js = self._require()
-        subject = self.names.dead if handler is None else self.names.dead_subject(handler)
-        letters: list[tuple[int, DeadLetter]] = []
-        seq = 1
-        while True:
-            try:
-                raw = await js.get_msg(self.names.dead_stream, seq=seq, subject=subject, next=True)
-            except NotFoundError:
-                return letters
-            except _FAILURES as exc:
-                raise Unavailable("inbox_unavailable", retry_after=5) from exc
-            assert raw.seq is not None
-            seq = raw.seq + 1
-            letters.append((raw.seq, _dead_letter(raw)))
+        try:
+            return await dead.read(js, self.names, handler)
+        except _FAILURES as exc:
+            raise Unavailable("inbox_unavailable", retry_after=5) from exc
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = asyncio.get_running_loop().create_task(work)
@@ -518,34 +495,3 @@ class NatsInbox(Inbox):
             await ack
         except _FAILURES as exc:
             log.warning("nats_ack_failed", extra={"fields": {"error": type(exc).__name__}})
-
-
-def _parse_time(text: str | None) -> datetime | None:
-    if not text:
-        return None
-    text = text.replace("Z", "+00:00")
-    head, dot, rest = text.partition(".")
-    if dot:  # Go writes nanoseconds; Python takes at most microseconds
-        digits = "".join(c for c in rest if c.isdigit())
-        rest = digits[:6] + rest[len(digits) :]
-        text = f"{head}.{rest}"
-    try:
-        return datetime.fromisoformat(text)
-    except ValueError:
-        return None
-
-
-def _dead_letter(raw: js_api.RawStreamMsg) -> DeadLetter:
-    headers: dict[str, str] = raw.headers or {}
-    failed_at = raw.time or datetime.now(UTC)
-    received_at = _parse_time(headers.get(names.RECEIVED_AT)) or failed_at
-    return DeadLetter(
-        event_id=names.unheader(headers.get(names.EVENT_ID)),
-        event_type=names.unheader(headers.get(names.EVENT_TYPE)),
-        handler=names.unheader(headers.get(names.HANDLER)) or QUARANTINE,
-        attempts=int(headers.get(names.ATTEMPTS, "0") or 0),
-        last_error=names.unheader(headers.get(names.ERROR)) or "",
-        failed_at=failed_at,
-        received_at=received_at,
-        raw=raw.data or b"",
-    )
