@@ -7,14 +7,19 @@ import contextlib
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import nats
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
 from nats.js.errors import NotFoundError
 from prometheus_client import CollectorRegistry
 
+from receiver.app import create_app
+from receiver.config import load_settings
 from receiver.delivery import Dispatcher
 from receiver.errors import Unavailable
 from receiver.events import Event, parse
@@ -22,7 +27,7 @@ from receiver.inbox.base import QUARANTINE
 from receiver.inbox.nats import NatsInbox
 from receiver.metrics import Metrics
 from receiver.registry import Handler
-from receiver.testing import make_event_body
+from receiver.testing import Signer, make_event_body
 from tests.recording import RecordingHandler
 from tests.services import free_port, needs
 from tests.waiting import until
@@ -283,3 +288,36 @@ async def test_nats_unacked_delivery_comes_back_after_its_lease_with_the_attempt
         await asyncio.wait_for(claimed(), timeout=10)
         [back] = [d for d in again if d.event_id == "ev-1"]
         assert back.attempts == 1
+
+
+async def test_nats_serve_with_workers_delivers_a_push_once_and_quarantines_a_non_event(
+    naming: dict[str, str],
+    aiohttp_client: Callable[..., Awaitable[TestClient[web.Request, web.Application]]],
+    tmp_path: Path,
+) -> None:
+    secret = "nats-serve-secret-0123456789abcdef"
+    env = {
+        "DTPUSH_VERIFY_SECRETS": secret,
+        "DTPUSH_INBOX_BACKEND": "nats",
+        "DTPUSH_INBOX_NATS_STREAM": naming["stream"],
+        "DTPUSH_INBOX_NATS_SUBJECT_PREFIX": naming["subject_prefix"],
+    }
+    recorder = RecordingHandler()
+    app = create_app(
+        load_settings(env=env, cwd=tmp_path),
+        registry=CollectorRegistry(),
+        handlers={"recorder": recorder},
+    )
+    client = await aiohttp_client(app)
+    body = make_event_body("temperature")
+    for expected in ("accepted", "duplicate"):
+        answer = await client.post("/events", data=body, headers=Signer(secret).headers(body))
+        assert (answer.status, (await answer.json())["status"]) == (200, expected)
+    odd = b'{"hello": "world"}'
+    answer = await client.post("/events", data=odd, headers=Signer(secret).headers(odd))
+    assert answer.status == 200
+    await recorder.wait_for(1)
+    async with opened(naming) as box:
+        await until(lambda: box.stats().pending == 0, within=10, what="the delivery acked")
+        assert [letter.handler for letter in await box.list_dead()] == [QUARANTINE]
+    assert recorder.calls == 1  # not handed over in-process and again by the consumer

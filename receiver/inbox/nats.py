@@ -348,8 +348,12 @@ class NatsInbox(Inbox):
             await js.update_stream(config)
 
     async def _keep(self) -> None:
-        """Connect until connected; then refresh the stats about every `stats_interval`."""
-        while True:
+        """Connect until connected; then refresh the stats about every `stats_interval`.
+
+        It ends when the inbox closes even if the client swallowed the cancellation (nats-py
+        turns a cancelled request into its own timeout error).
+        """
+        while self._accepting:
             try:
                 if self._nc is not None and self._nc.is_closed:
                     self._nc = self._js = None  # gave up reconnecting: start afresh
@@ -360,6 +364,8 @@ class NatsInbox(Inbox):
                 elif self._connected():
                     await self._refresh()
             except _FAILURES as exc:
+                if not self._accepting:
+                    return
                 log.warning("nats_unavailable", extra={"fields": {"error": type(exc).__name__}})
             await asyncio.sleep(self.stats_interval)
 
