@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from importlib import import_module
 
 from receiver import __version__
-from receiver.errors import ConfigError, HandlerError
+from receiver.errors import ConfigError, HandlerError, Unavailable
 
 COMMANDS = (
     "serve",
@@ -74,6 +74,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, HandlerError) as exc:
         print(f"dtpush: error: {exc}", file=sys.stderr)
         return 2
+    except Unavailable as exc:  # e.g. `dtpush dlq list` while the NATS inbox is unreachable
+        print(f"dtpush: error: the inbox is unavailable ({exc.reason})", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
     return code

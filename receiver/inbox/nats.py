@@ -103,8 +103,10 @@ class NatsInbox(Inbox):
 
     async def open(self) -> None:
         self._accepting = True
-        with contextlib.suppress(*_FAILURES):
+        try:
             await self._connect()
+        except _FAILURES as exc:  # not fatal: puts answer 503 and `_keep` connects later
+            log.warning("nats_unavailable", extra={"fields": {"error": type(exc).__name__}})
         self._keeper = asyncio.get_running_loop().create_task(
             self._keep(), name="dtpush-inbox-nats"
         )
@@ -307,8 +309,8 @@ class NatsInbox(Inbox):
         return self._js
 
     async def _connect(self) -> None:
-        async def quiet(exc: Exception) -> None:
-            log.warning("nats_error", extra={"fields": {"error": type(exc).__name__}})
+        async def quiet(exc: Exception) -> None:  # each failed try; `_keep` warns once a round
+            log.debug("nats_error", extra={"fields": {"error": type(exc).__name__}})
 
         nc = await nats.connect(
             self.url,
