@@ -29,7 +29,7 @@ from receiver.metrics import Metrics
 from receiver.registry import Handler
 from receiver.testing import Signer, make_event_body
 from tests.recording import RecordingHandler
-from tests.services import free_port, needs
+from tests.services import TcpRelay, free_port, needs
 from tests.waiting import until
 
 pytestmark = needs("NATS", 4222)
@@ -321,3 +321,28 @@ async def test_nats_serve_with_workers_delivers_a_push_once_and_quarantines_a_no
         await until(lambda: box.stats().pending == 0, within=10, what="the delivery acked")
         assert [letter.handler for letter in await box.list_dead()] == [QUARANTINE]
     assert recorder.calls == 1  # not handed over in-process and again by the consumer
+
+
+async def test_nats_outage_answers_unavailable_then_recovers_by_itself(
+    naming: dict[str, str],
+) -> None:
+    async with TcpRelay(4222) as relay:
+        box = NatsInbox(
+            f"nats://127.0.0.1:{relay.port}",
+            stream=naming["stream"],
+            subject_prefix=naming["subject_prefix"],
+            stats_interval=0.1,
+        )
+        await box.open()
+        try:
+            assert await box.put(event("ev-1"), ["a"]) is True
+            await relay.cut()
+            await until(lambda: not box.ready(), within=10, what="the inbox to notice")
+            with pytest.raises(Unavailable):
+                await asyncio.wait_for(box.put(event("ev-2"), ["a"]), timeout=6)
+            await relay.restore()
+            await until(lambda: box.ready(), within=15, what="the inbox to reconnect")
+            assert await box.put(event("ev-2"), ["a"]) is True
+            assert await box.put(event("ev-1"), ["a"]) is False
+        finally:
+            await box.close()
