@@ -35,7 +35,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Collection, Coroutine, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -46,12 +45,12 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
-from nats.js import api as js_api
-from nats.js.errors import BadRequestError, NotFoundError
+from nats.js.errors import NotFoundError
 
 from receiver.errors import Unavailable
 from receiver.inbox import nats_dead as dead
 from receiver.inbox import nats_names as names
+from receiver.inbox import nats_streams as streams
 from receiver.inbox.base import QUARANTINE, DeadLetter, Delivery, Inbox, InboxStats
 
 if TYPE_CHECKING:
@@ -322,32 +321,12 @@ class NatsInbox(Inbox):
         )
         try:
             js = nc.jetstream(timeout=self.put_timeout)
-            await self._ensure_stream(
-                js,
-                name=self.names.stream,
-                subjects=[self.names.events],
-                retention=js_api.RetentionPolicy.INTEREST,
-                duplicate_window=self.dedup_window_seconds or None,
-            )
-            await self._ensure_stream(
-                js,
-                name=self.names.dead_stream,
-                subjects=[self.names.dead],
-                retention=js_api.RetentionPolicy.LIMITS,
-            )
+            await streams.ensure_streams(js, self.names, self.dedup_window_seconds)
         except BaseException:
             await nc.close()
             raise
         self._nc, self._js = nc, js
         log.info("nats_connected", extra={"fields": {"stream": self.names.stream}})
-
-    @staticmethod
-    async def _ensure_stream(js: JetStreamContext, **params: Any) -> None:
-        config = js_api.StreamConfig(storage=js_api.StorageType.FILE, **params)
-        try:
-            await js.add_stream(config)
-        except BadRequestError:  # it exists with another configuration
-            await js.update_stream(config)
 
     async def _keep(self) -> None:
         """Connect until connected; then refresh the stats about every `stats_interval`.
@@ -372,29 +351,8 @@ class NatsInbox(Inbox):
             await asyncio.sleep(self.stats_interval)
 
     async def _refresh(self) -> None:
-        js = self._js
-        assert js is not None
-        pending, floor = 0, None
-        for info in await js.consumers_info(self.names.stream):
-            waiting = (info.num_pending or 0) + (info.num_ack_pending or 0)
-            pending += waiting
-            if waiting and info.ack_floor is not None:
-                first = (info.ack_floor.stream_seq or 0) + 1
-                floor = first if floor is None else min(floor, first)
-        oldest = 0.0
-        if floor is not None:
-            with contextlib.suppress(NotFoundError):
-                msg = await js.get_msg(
-                    self.names.stream, seq=floor, subject=self.names.events, next=True
-                )
-                if msg.time is not None:
-                    oldest = max(0.0, time.time() - msg.time.timestamp())
-        dead_info = await js.stream_info(self.names.dead_stream, subjects_filter=self.names.dead)
-        dead: dict[str, int] = {}
-        for subject, count in (dead_info.state.subjects or {}).items():
-            name = self.names.handler_of_dead_subject(subject)
-            dead[name] = dead.get(name, 0) + count
-        self._stats = InboxStats(pending, oldest, dead, 0)
+        assert self._js is not None
+        self._stats = await streams.read_stats(self._js, self.names)
 
     async def _consumer(
         self, handler: str, ack_wait: float | None
@@ -416,15 +374,7 @@ class NatsInbox(Inbox):
                 known = None
         if known is None or (ack_wait is not None and abs(ack_wait - known) > 1e-3):
             wait = ack_wait or _DEFAULT_LEASE
-            config = js_api.ConsumerConfig(
-                durable_name=durable,
-                filter_subject=self.names.events,
-                ack_policy=js_api.AckPolicy.EXPLICIT,
-                deliver_policy=js_api.DeliverPolicy.ALL,
-                ack_wait=wait,
-                max_deliver=-1,
-                max_ack_pending=20_000,
-            )
+            config = streams.consumer_config(self.names, handler, wait)
             await js.add_consumer(self.names.stream, config)  # creates, or updates ack_wait
             known = wait
         self._ack_wait[handler] = known
