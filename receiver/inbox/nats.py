@@ -256,18 +256,24 @@ class NatsInbox(Inbox):
                 continue
             if chosen is not None and letter.event_id not in chosen:
                 continue
-            await self._consumer(letter.handler, None)
             headers = dead.replay_headers(letter)
             subject = self.names.event_subject(letter.event_type or "")
-            await js.publish(subject, letter.raw, timeout=self.put_timeout, headers=headers)
-            await js.delete_msg(self.names.dead_stream, seq)
+            try:  # pending again first: a failure between the two leaves a repeat, no loss
+                await self._consumer(letter.handler, None)
+                await js.publish(subject, letter.raw, timeout=self.put_timeout, headers=headers)
+                await js.delete_msg(self.names.dead_stream, seq)
+            except _FAILURES as exc:
+                raise Unavailable("inbox_unavailable", retry_after=5) from exc
             count += 1
         return count
 
     async def purge(self) -> int:
         js = self._require()
-        info = await js.stream_info(self.names.dead_stream)
-        await js.purge_stream(self.names.dead_stream)
+        try:
+            info = await js.stream_info(self.names.dead_stream)
+            await js.purge_stream(self.names.dead_stream)
+        except _FAILURES as exc:
+            raise Unavailable("inbox_unavailable", retry_after=5) from exc
         return info.state.messages
 
     # housekeeping and backfill
