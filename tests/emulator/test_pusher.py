@@ -83,6 +83,13 @@ def pushed(emu: RunningEmulator) -> list[PushAttempt]:
     return attempts
 
 
+def outstanding(emu: RunningEmulator) -> int:
+    """Pushes the emulator still has queued or in flight (an attempt ends once its answer is
+    read and counted, a little after the receiver saw the request)."""
+    assert emu.pusher is not None
+    return emu.pusher.outstanding()
+
+
 def claims(token: str) -> dict[str, Any]:
     decoded: dict[str, Any] = jwt.decode(token, options={"verify_signature": False})
     return decoded
@@ -152,7 +159,7 @@ async def test_event_filter_forwards_only_the_listed_types_in_order(
         connect(emu.state, receiver.url, events=["temperature", "touch"])
         events = emit_some(emu, ("co2", "temperature", "humidity", "touch", "temperature"))
         await receiver.recorder.wait_for(3)
-        assert emu.pusher is not None and emu.pusher.outstanding() == 0
+        await until(lambda: outstanding(emu) == 0, within=DEADLINE, what="answers counted")
 
     wanted = [e["eventId"] for e in events if e["eventType"] in ("temperature", "touch")]
     assert receiver.ids == wanted
@@ -172,6 +179,7 @@ async def test_refused_pushes_are_retried_with_fresh_tokens_and_counted_in_metri
             connector.id, project, config=HttpPushConfig(signature_secret=SECRET), client=client
         )
         await until(lambda: len(receiver.ids) == 3, within=DEADLINE, what="delivery")
+        await until(lambda: outstanding(emu) == 0, within=DEADLINE, what="answers counted")
         metric = await DataConnector.get_metrics(connector.id, project, client=client)
 
     assert sorted(receiver.ids) == sorted(e["eventId"] for e in events)
@@ -196,6 +204,7 @@ async def test_no_answer_in_time_is_an_error_retried_elsewhere_with_bounded_conc
             emu.state.project_id, connector.id, {"httpConfig": {"url": receiver.url}}, None
         )
         await until(lambda: len(receiver.ids) == 5, within=DEADLINE, what="delivery")
+        await until(lambda: outstanding(emu) == 0, within=DEADLINE, what="answers counted")
         metrics = emu.state.connector_metrics(emu.state.project_id, connector.id, time.time())
 
     assert hole.most_open == 2
