@@ -2,9 +2,11 @@
 thousands of unique signed pushes concurrently, then restarted on the same data directory.
 Every event that had been answered 200 reaches the handler; none is lost.
 
-At-least-once has one unavoidable window: a handler call that finished just before the kill,
-whose success was not yet committed, runs again after the restart. The test bounds that by
-the number of deliveries in flight (`delivery.concurrency`) and checks the `sqlite` handler's
+No event whose delivery the killed process had committed as done (read from the inbox file
+between the kill and the restart) is delivered again. At-least-once has one unavoidable
+window: a handler call that had returned just before the kill, its success not yet
+committed, runs again after the restart. The test checks every repeat is such a call, bounds
+them by the deliveries in flight (`delivery.concurrency`), and checks the `sqlite` handler's
 store holds every acknowledged event exactly once.
 """
 
@@ -30,6 +32,7 @@ SECRET = "crash-test-secret-0123456789abcdef"
 PUSHES = 3000
 CONCURRENCY = 48
 DELIVERY_CONCURRENCY = 64
+APPEND_LOG = "tests.crash_handler:AppendLog"
 
 
 def free_port() -> int:
@@ -54,10 +57,10 @@ concurrency = {DELIVERY_CONCURRENCY}
 backoff_initial_seconds = 0.05
 backoff_max_seconds = 0.5
 [handlers]
-enabled = ["sqlite", "tests.crash_handler:AppendLog"]
+enabled = ["sqlite", "{APPEND_LOG}"]
 [handlers.sqlite]
 path = "{data / "events.db"}"
-[handlers."tests.crash_handler:AppendLog"]
+[handlers."{APPEND_LOG}"]
 path = "{data / "delivered.log"}"
 """
     )
@@ -84,6 +87,17 @@ def delivered(data: Path) -> Counter[str]:
     if not path.exists():
         return Counter()
     return Counter(path.read_text().split())
+
+
+def done_for(data: Path, handler: str) -> set[str]:
+    """Events whose delivery to `handler` the inbox file holds as done (no pending row left)."""
+    with sqlite3.connect(data / "inbox.db") as db:
+        rows = db.execute(
+            "SELECT event_id FROM events e WHERE NOT EXISTS"
+            " (SELECT 1 FROM deliveries d WHERE d.event_rowid = e.id AND d.handler = ?)",
+            (handler,),
+        )
+        return {row[0] for row in rows}
 
 
 def stored(data: Path) -> list[str]:
@@ -133,6 +147,10 @@ async def test_acknowledged_pushes_survive_sigkill_and_reach_the_handler(
             acknowledged = await push_until_killed(session, port, server, kill_after)
             assert server.returncode == -signal.SIGKILL
             assert len(acknowledged) >= kill_after
+            # what the killed process had committed as delivered, and what the handler had seen
+            done_at_kill = done_for(tmp_path, APPEND_LOG)
+            seen_at_kill = delivered(tmp_path)
+            assert done_at_kill <= set(seen_at_kill)
 
             server = start_server(tmp_path, port)
             await wait_ready(session, port)
@@ -152,12 +170,17 @@ async def test_acknowledged_pushes_survive_sigkill_and_reach_the_handler(
     lost = acknowledged - set(counts)
     again = {event_id: n for event_id, n in counts.items() if n > 1}
     assert not lost, f"{len(lost)} acknowledged events lost"
+    repeated_after_done = {e for e in done_at_kill if counts[e] > seen_at_kill[e]}
+    assert not repeated_after_done, f"{len(repeated_after_done)} done events delivered again"
+    # the only repeats: calls that had returned when the kill came, their success not committed
+    assert set(again) <= set(seen_at_kill) - done_at_kill
     assert len(again) <= DELIVERY_CONCURRENCY, f"{len(again)} events delivered twice"
     in_store = stored(tmp_path)
     assert len(in_store) == len(set(in_store))
     assert acknowledged <= set(in_store)
     print(
         f"kill after {kill_after}: {len(acknowledged)} acknowledged, 0 lost, "
-        f"{len(again)} redelivered (in flight at the kill)",
+        f"{len(done_at_kill & acknowledged)} committed as delivered at the kill and none of "
+        f"them again, {len(again)} redelivered (handler had returned, success not yet committed)",
         file=sys.stderr,
     )
