@@ -32,7 +32,7 @@ test: lint typecheck
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 bench: $(STAMP)
-	$(BIN)/python bench/ingest --help
+	$(BIN)/python bench/ingest $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) dtpush-data .pytest_cache .mypy_cache .ruff_cache
