@@ -83,9 +83,9 @@ _Item = tuple["Event", float, "asyncio.Future[None]"]
 
 def utc_text(moment: datetime) -> str:
     """RFC 3339 UTC with microseconds and `Z`, fixed width (a naive time is taken as UTC)."""
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+    if moment.tzinfo is not UTC and moment.tzinfo is not None:
+        moment = moment.astimezone(UTC)
+    return moment.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 class SqliteHandler(Handler):
