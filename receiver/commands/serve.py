@@ -15,7 +15,7 @@ from receiver.dt import Client, DtApiError
 from receiver.errors import ConfigError
 from receiver.logs import configure_logging
 from receiver.running import running_receiver
-from receiver.runtime import wait_for_stop_signal
+from receiver.runtime import tune_gc, wait_for_stop_signal
 
 log = logging.getLogger("dtpush.serve")
 
@@ -86,6 +86,7 @@ async def serve(
     )
     try:
         async with running_receiver(app, settings, client=client):
+            tune_gc()
             await wait_for_stop_signal()
             log.info(
                 "stopping",

@@ -15,7 +15,7 @@ from receiver.delivery import Dispatcher
 from receiver.logs import configure_logging
 from receiver.metrics import Metrics
 from receiver.registry import Handler, load_handlers
-from receiver.runtime import wait_for_stop_signal
+from receiver.runtime import tune_gc, wait_for_stop_signal
 
 log = logging.getLogger("dtpush.worker")
 
@@ -58,6 +58,7 @@ async def work(settings: Settings, handlers: dict[str, Handler]) -> None:
             await handler.start()
         await dispatcher.start()
         log.info("worker_started", extra={"fields": {"handlers": ",".join(handlers)}})
+        tune_gc()
         await wait_for_stop_signal()
         await dispatcher.stop(settings.server.shutdown_grace_seconds)
     finally:
