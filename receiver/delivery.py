@@ -102,10 +102,11 @@ def describe(exc: BaseException, timeout: float) -> str:
 
 async def _settled(worker: _Worker) -> None:
     """Wait until the worker's last recorded success is committed (or known lost)."""
-    unsettled, worker.unsettled = worker.unsettled, None
+    unsettled = worker.unsettled
     if unsettled is not None:
         with contextlib.suppress(Unavailable):
             await unsettled
+        worker.unsettled = None  # kept while waiting: a stop meanwhile still observes it
 
 
 async def _all_settled(workers: list[_Worker], timeout: float) -> None:
