@@ -30,13 +30,11 @@ durable by its next grouped commit (normally a few milliseconds later); failures
 letters likewise. The window: if the process dies after `handler.handle(event)` returned
 and before that commit, the inbox still holds the delivery leased to the dead process; it
 becomes due when the lease expires (`lease_seconds` after it was leased) and the handler
-gets that event once more. A worker moves on as soon as its success is queued, but it
-records no further success before the previous one is committed (by then it almost always
-is: a handler call lasts longer than an inbox commit), so each worker has at most one
-uncommitted success and a kill repeats at most `concurrency` deliveries per handler.
-Besides calls that were cut (a timeout, or a stop after its grace), that is the only way a
-handler sees an event it already took twice; it never happens on a graceful stop (`stop`
-flushes), and never affects the other handlers.
+gets that event once more. A worker takes its next delivery only after its last success
+is committed, so a kill repeats at most `concurrency` deliveries per handler. Besides calls
+that were cut (a timeout, or a stop after
+its grace), that is the only way a handler sees an event it already took twice; it never
+happens on a graceful stop (`stop` flushes), and never affects the other handlers.
 
 Graceful stop: no new work is taken; queued deliveries are left pending; running calls get
 `grace` seconds to finish, then are cancelled (and stay pending); every lease is given back
@@ -54,7 +52,7 @@ import socket
 import time
 import uuid
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 
 from receiver import events
 from receiver.backoff import Backoff
@@ -100,27 +98,6 @@ def describe(exc: BaseException, timeout: float) -> str:
     return text if len(text) <= _ERROR_CHARS else text[: _ERROR_CHARS - 1] + "…"
 
 
-async def _settled(worker: _Worker) -> None:
-    """Wait until the worker's last recorded success is committed (or known lost)."""
-    unsettled = worker.unsettled
-    if unsettled is not None:
-        with contextlib.suppress(Unavailable):
-            await unsettled
-        worker.unsettled = None  # kept while waiting: a stop meanwhile still observes it
-
-
-async def _all_settled(workers: list[_Worker], timeout: float) -> None:
-    """At stop: wait (bounded) for the last successes' commits, and observe their outcome."""
-    records = [asyncio.ensure_future(w.unsettled) for w in workers if w.unsettled is not None]
-    for worker in workers:
-        worker.unsettled = None
-    if records:
-        await asyncio.wait(records, timeout=timeout)
-    for record in records:
-        if record.done() and not record.cancelled():
-            record.exception()  # a lost record comes again when its lease ends
-
-
 class _Lane:
     """One handler's waiting deliveries and idle workers."""
 
@@ -159,14 +136,12 @@ class _Lane:
 class _Worker:
     """One worker task of a lane, and when its running call is to be cut (the watchdog's)."""
 
-    __slots__ = ("cut_at", "task", "timed_out", "unsettled")
+    __slots__ = ("cut_at", "task", "timed_out")
 
     def __init__(self) -> None:
         self.task: asyncio.Task[None] | None = None
         self.cut_at = _NEVER
         self.timed_out = False
-        #: The commit of this worker's last success, until it is known to have happened.
-        self.unsettled: Awaitable[None] | None = None
 
 
 class Dispatcher:
@@ -268,7 +243,6 @@ class Dispatcher:
             if late:  # a call that swallows its cancellation is not waited for long
                 await asyncio.wait(late, timeout=1.0)
                 log.warning("delivery_cut_at_stop", extra={"fields": {"calls": len(late)}})
-        await _all_settled(self._workers, timeout=max(grace, 1.0))
         self._workers = []
         if self._watchdog is not None:
             self._watchdog.cancel()
@@ -323,12 +297,11 @@ class Dispatcher:
                 worker.task.uncancel()
         lane.duration.observe(self.clock() - started)
         if failure is None:
-            # One uncommitted success per worker at most (`concurrency` per handler): that
-            # bounds what a kill can repeat. The previous one has almost always been committed
-            # by now, so this rarely waits. A record lost with its batch (Unavailable) comes
-            # again when its lease ends.
-            await _settled(worker)
-            worker.unsettled = self.inbox.done(delivery.event_id, lane.name)
+            # The worker moves on only once that success is committed: at most `concurrency`
+            # successes per handler are ever uncommitted, which bounds what a kill can repeat.
+            # A record lost with its batch (Unavailable) comes again when its lease ends.
+            with contextlib.suppress(Unavailable):
+                await self.inbox.done(delivery.event_id, lane.name)
         else:
             self._failed(lane, delivery, failure)
 
