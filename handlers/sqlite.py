@@ -35,6 +35,7 @@ import orjson
 
 from receiver.errors import HandlerError
 from receiver.registry import Handler
+from receiver.sqlite_wal import use_wal
 
 if TYPE_CHECKING:
     from receiver.events import Event
@@ -76,6 +77,8 @@ _UPSERT_LATEST = (
 
 #: The most events one transaction takes.
 MAX_BATCH = 1024
+#: Seconds a write waits for another process that holds the file.
+BUSY_TIMEOUT = 5.0
 
 _EventRow = tuple[str, str, str, str, str, str, str, str]
 _Item = tuple["Event", float, "asyncio.Future[None]"]
@@ -182,8 +185,8 @@ class SqliteHandler(Handler):
         self.path.parent.mkdir(parents=True, exist_ok=True)
         connection = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         try:
-            connection.execute("PRAGMA busy_timeout = 5000")
-            connection.execute("PRAGMA journal_mode = WAL")
+            connection.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT * 1000)}")
+            use_wal(connection, BUSY_TIMEOUT)
             connection.execute("PRAGMA synchronous = FULL")
             connection.executescript(SCHEMA)
         except sqlite3.Error:

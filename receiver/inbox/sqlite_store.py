@@ -22,6 +22,7 @@ from collections.abc import Collection, Mapping
 from datetime import UTC, datetime
 
 from receiver.inbox.base import QUARANTINE, DeadLetter, Delivery
+from receiver.sqlite_wal import use_wal
 
 SCHEMA_VERSION = 1
 
@@ -89,10 +90,14 @@ OLDEST_PENDING = (
 def open_connection(path: str, busy_timeout: float) -> sqlite3.Connection:
     """A connection in WAL mode with full syncs: a commit survives power loss."""
     conn = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None)
-    conn.execute("PRAGMA journal_mode = WAL")
-    conn.execute("PRAGMA synchronous = FULL")
-    conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
-    conn.execute("BEGIN IMMEDIATE")
+    try:
+        use_wal(conn, busy_timeout)
+        conn.execute("PRAGMA synchronous = FULL")
+        conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+        conn.execute("BEGIN IMMEDIATE")
+    except sqlite3.Error:
+        conn.close()
+        raise
     try:
         (version,) = conn.execute("PRAGMA user_version").fetchone()
         if version > SCHEMA_VERSION:
