@@ -283,8 +283,12 @@ class Pusher:
             due = delivery.next_due()
             if connector.status == ACTIVE and due is not None and len(lane.inflight) < concurrency:
                 timeout = min(max(due - now, 0.0), 1.0)
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for loses a cancellation
+            # that arrives as the wait ends (an attempt cut by `stop` sets `wake`), and
+            # `stop` would then wait for this loop forever.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(lane.wake.wait(), timeout)
+                async with asyncio.timeout(timeout):
+                    await lane.wake.wait()
         self._lanes.pop(lane.connector_id, None)
 
     def _spawn(self, lane: _Lane, delivery: ConnectorDelivery, push: PendingPush) -> None:

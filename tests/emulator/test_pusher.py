@@ -5,6 +5,7 @@ failure, ``:sync`` re-pushing the latest events, and the injected faults."""
 
 from __future__ import annotations
 
+import asyncio
 import random
 import re
 import time
@@ -31,6 +32,7 @@ from tests.emulator.live import (
     emitted,
     refused_url,
 )
+from tests.services import free_port
 from tests.waiting import until
 
 FAST = PushOptions(
@@ -355,3 +357,21 @@ async def test_key_rotation_is_followed_without_a_refusal(tmp_path: Path) -> Non
 
     assert {a.status for a in live.answered} == {200}
     assert all("X-Dt-Signature" not in a.headers for a in live.answered)
+
+
+async def test_stop_returns_when_a_push_is_queued_as_it_stops() -> None:
+    # A push queued wakes the connector's queue loop just as stop() cancels that loop; the
+    # loop must not miss its cancellation (asyncio.wait_for on Python 3.11 did, when it was
+    # waiting with a timeout), or stop() would wait for it forever.
+    options = PushOptions(backoff_initial_seconds=30.0, backoff_max_seconds=30.0, seed=3)
+    async with emulator(options) as emu:
+        assert emu.pusher is not None
+        attempts = pushed(emu)
+        connect(emu.state, f"http://127.0.0.1:{free_port()}/events")  # nothing listens there
+        emit_some(emu, ("temperature",))
+        await until(lambda: len(attempts) == 1, within=DEADLINE, what="a refused attempt")
+        # its retry is queued 30 s ahead: the loop waits for it with a timeout
+        emit_some(emu, ("touch",))
+        async with asyncio.timeout(DEADLINE):
+            await emu.pusher.stop()
+        assert len(attempts) == 1
