@@ -5,10 +5,13 @@ the bootstrap."""
 from __future__ import annotations
 
 import re
+import signal
 import sqlite3
 import subprocess
 import sys
 from pathlib import Path
+
+from tests.waiting import until
 
 
 def test_demo_stores_every_pushed_event_once_and_exits_0(tmp_path: Path) -> None:
@@ -34,3 +37,36 @@ def test_demo_stores_every_pushed_event_once_and_exits_0(tmp_path: Path) -> None
         types = db.execute("SELECT count(DISTINCT event_type) FROM events").fetchone()[0]
     assert rows == (held, held)
     assert types >= 10
+
+
+async def test_demo_stops_quietly_on_ctrl_c_with_exit_0(tmp_path: Path) -> None:
+    out_path, err_path = tmp_path / "out.txt", tmp_path / "err.txt"
+    with out_path.open("w") as out, err_path.open("w") as err:
+        demo = subprocess.Popen(
+            [sys.executable, "-m", "receiver", "demo", "--rate", "1000"],
+            cwd=tmp_path,
+            stdout=out,
+            stderr=err,
+            env={"PATH": "/usr/bin:/bin", "PYTHONUNBUFFERED": "1"},
+        )
+    try:
+        await until(
+            lambda: (
+                re.search(r"accepted [1-9]", out_path.read_text()) is not None
+                or demo.poll() is not None
+            ),
+            within=60,
+            what="the demo to count its first accepted push",
+        )
+        demo.send_signal(signal.SIGINT)
+        await until(lambda: demo.poll() is not None, within=60, what="the demo to exit")
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+            demo.wait()
+    output, errors = out_path.read_text(), err_path.read_text()
+    assert demo.returncode == 0, errors[-2000:]
+    assert re.search(r"accepted [1-9]", output)
+    # the emulator stops pushing before the receiver stops: no push meets a closing receiver
+    assert "push_unavailable" not in errors + output
+    assert "Traceback" not in errors

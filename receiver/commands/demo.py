@@ -141,10 +141,11 @@ async def _demo(settings: Settings, events: int | None, rate: float) -> int:
             stopper = asyncio.create_task(wait_for_stop_signal())
             await asyncio.wait({finished, stopper}, return_when=asyncio.FIRST_COMPLETED)
             stopper.cancel()
+            if emu.sensors is not None:
+                await emu.sensors.stop()
             if events is not None and finished.done():
-                if emu.sensors is not None:
-                    await emu.sensors.stop()
                 await _drain(emu.pusher, tally, store)
+            await emu.pusher.stop()  # nothing reaches the receiver while it stops
             finished.cancel()
             display.cancel()
             _print_status(rx, tally, store, baseline, final=True)
