@@ -35,7 +35,7 @@ import orjson
 
 from receiver.errors import HandlerError
 from receiver.registry import Handler
-from receiver.sqlite_wal import use_wal
+from receiver.sqlite_wal import durable
 
 if TYPE_CHECKING:
     from receiver.events import Event
@@ -185,9 +185,7 @@ class SqliteHandler(Handler):
         self.path.parent.mkdir(parents=True, exist_ok=True)
         connection = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         try:
-            connection.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT * 1000)}")
-            use_wal(connection, BUSY_TIMEOUT)
-            connection.execute("PRAGMA synchronous = FULL")
+            durable(connection, BUSY_TIMEOUT)
             connection.executescript(SCHEMA)
         except sqlite3.Error:
             connection.close()

@@ -1,4 +1,8 @@
-"""WAL mode for dtpush's SQLite files, safe when several processes open a new file at once.
+"""How dtpush sets up its SQLite files: WAL mode, full syncs, and a busy timeout.
+
+`durable(conn, timeout)` is what the inbox and the `sqlite` handler both call on a new
+connection: a commit then survives power loss, and a write waits up to `timeout` seconds
+for another process that holds the file.
 
 Changing a file's journal mode needs it to itself: while another connection has it open
 (two workers, or `serve --no-workers` and a `worker`, creating the same file at the same
@@ -30,3 +34,10 @@ def use_wal(conn: sqlite3.Connection, timeout: float) -> None:
                 raise
         time.sleep(pause)
         pause = min(pause * 2, _LONGEST_PAUSE)
+
+
+def durable(conn: sqlite3.Connection, timeout: float) -> None:
+    """Busy timeout, WAL mode (see `use_wal`) and `synchronous = FULL` for `conn`."""
+    conn.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
+    use_wal(conn, timeout)
+    conn.execute("PRAGMA synchronous = FULL")

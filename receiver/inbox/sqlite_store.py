@@ -22,7 +22,7 @@ from collections.abc import Collection, Mapping
 from datetime import UTC, datetime
 
 from receiver.inbox.base import QUARANTINE, DeadLetter, Delivery
-from receiver.sqlite_wal import use_wal
+from receiver.sqlite_wal import durable
 
 SCHEMA_VERSION = 1
 
@@ -91,9 +91,7 @@ def open_connection(path: str, busy_timeout: float) -> sqlite3.Connection:
     """A connection in WAL mode with full syncs: a commit survives power loss."""
     conn = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None)
     try:
-        use_wal(conn, busy_timeout)
-        conn.execute("PRAGMA synchronous = FULL")
-        conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+        durable(conn, busy_timeout)
         conn.execute("BEGIN IMMEDIATE")
     except sqlite3.Error:
         conn.close()
