@@ -274,8 +274,9 @@ class Monitor:
     async def _run(self) -> None:
         while not self._stopping.is_set():
             await self.round()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), self.interval)
+            with contextlib.suppress(TimeoutError):  # not wait_for: see emulator/pusher.py
+                async with asyncio.timeout(self.interval):
+                    await self._stopping.wait()
 
 
 async def run_backfill(
