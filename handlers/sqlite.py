@@ -13,9 +13,9 @@ least once), and `latest` is replaced only by a strictly newer `timestamp` (DT m
 of order).
 
 One writer thread owns the connection (WAL, `synchronous=FULL`) and commits in groups:
-`handle(event)` queues a row and returns once the transaction holding it has committed, and the
-writer takes everything queued meanwhile into its next transaction, so a burst of events pays
-one sync instead of one per event.
+`handle(event)` (or `handle_batch(events)`) queues the rows and returns once the transaction
+holding them has committed, and the writer takes everything queued meanwhile into its next
+transaction, so a burst of events pays one sync instead of one per event.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ import queue
 import sqlite3
 import threading
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -81,7 +82,7 @@ MAX_BATCH = 1024
 BUSY_TIMEOUT = 5.0
 
 _EventRow = tuple[str, str, str, str, str, str, str, str]
-_Item = tuple["Event", float, "asyncio.Future[None]"]
+_Item = tuple[Sequence["Event"], float, "asyncio.Future[None]"]
 
 
 def utc_text(moment: datetime) -> str:
@@ -128,11 +129,14 @@ class SqliteHandler(Handler):
         self._loop, self._thread, self._healthy = loop, thread, True
 
     async def handle(self, event: Event) -> None:
+        await self.handle_batch((event,))
+
+    async def handle_batch(self, events: Sequence[Event]) -> None:
         loop = self._loop
         if loop is None or self._closing:
             raise RuntimeError("the sqlite handler is not running")
         done: asyncio.Future[None] = loop.create_future()
-        self._queue.put((event, time.time(), done))  # the row is built in the writer thread
+        self._queue.put((events, time.time(), done))  # the rows are built in the writer thread
         await done
 
     async def close(self) -> None:
@@ -164,7 +168,8 @@ class SqliteHandler(Handler):
                 if first is None:
                     break
                 batch = [first]
-                while len(batch) < MAX_BATCH:
+                size = len(first[0])
+                while size < MAX_BATCH:
                     try:
                         item = self._queue.get_nowait()
                     except queue.Empty:
@@ -173,7 +178,9 @@ class SqliteHandler(Handler):
                         stopping = True
                         break
                     batch.append(item)
-                error = self._write(connection, [_row(event, at) for event, at, _ in batch])
+                    size += len(item[0])
+                rows = [_row(event, at) for events, at, _ in batch for event in events]
+                error = self._write(connection, rows)
                 try:
                     loop.call_soon_threadsafe(_settle, [done for _, _, done in batch], error)
                 except RuntimeError:  # the event loop is gone: nobody is waiting any more

@@ -5,6 +5,11 @@ nothing, so a slow or failing handler never delays another; a failed attempt is 
 back to the inbox with the time it is due again (see `receiver.backoff`) and the worker
 moves on at once: no worker ever waits out a backoff.
 
+A handler that overrides `handle_batch` gets first attempts in batches: a worker takes the
+first queued delivery and the first attempts queued behind it (up to the handler's
+`max_batch`) into one call. Retries always go one per call, so a batch that failed because
+of one event is retried event by event and only that one keeps failing.
+
 Where deliveries come from:
 
 - `notify(event)`: the view hands over an event it has just made durable. Its deliveries
@@ -30,11 +35,12 @@ durable by its next grouped commit (normally a few milliseconds later); failures
 letters likewise. The window: if the process dies after `handler.handle(event)` returned
 and before that commit, the inbox still holds the delivery leased to the dead process; it
 becomes due when the lease expires (`lease_seconds` after it was leased) and the handler
-gets that event once more. A worker takes its next delivery only after its last success
-is committed, so a kill repeats at most `concurrency` deliveries per handler. Besides calls
-that were cut (a timeout, or a stop after
-its grace), that is the only way a handler sees an event it already took twice; it never
-happens on a graceful stop (`stop` flushes), and never affects the other handlers.
+gets that event once more. A worker takes its next deliveries only after its last successes
+are committed, and a lane never has more than `concurrency` deliveries in calls or waiting
+for that commit (batches included), so a kill repeats at most `concurrency` deliveries per
+handler. Besides calls that were cut (a timeout, or a stop after its grace), that is the
+only way a handler sees an event it already took twice; it never happens on a graceful stop
+(`stop` flushes), and never affects the other handlers.
 
 Graceful stop: no new work is taken; queued deliveries are left pending; running calls get
 `grace` seconds to finish, then are cancelled (and stay pending); every lease is given back
@@ -99,15 +105,26 @@ def describe(exc: BaseException, timeout: float) -> str:
 
 
 class _Lane:
-    """One handler's waiting deliveries and idle workers."""
+    """One handler's waiting deliveries and idle workers.
 
-    def __init__(self, name: str, handler: Handler, metrics: Metrics, capacity: int) -> None:
+    `limit` bounds the deliveries taken by workers and not yet recorded (in a call, or
+    awaiting the commit of their success); `batch` is the most one call takes (1 for a
+    handler without `handle_batch`).
+    """
+
+    def __init__(
+        self, name: str, handler: Handler, metrics: Metrics, capacity: int, limit: int
+    ) -> None:
         self.name = name
         self.handler = handler
         self.capacity = capacity
         self.low_water = capacity // 2
+        self.limit = limit
+        self.batch = max(1, handler.max_batch) if handler.takes_batches else 1
+        self.taken = 0
         self.queue: deque[Delivery] = deque()
         self.idle: list[asyncio.Future[None]] = []
+        self.waking = False  # a batch lane has woken a worker that has not run yet
         self.hungry = False  # the poller waits for room in this lane
         self.duration = metrics.handler_duration.labels(name)
         self.failures = metrics.handler_failures.labels(name)
@@ -119,12 +136,28 @@ class _Lane:
         if len(self.queue) >= self.capacity:
             return False
         self.queue.append(delivery)
+        if self.waking:
+            return True  # the worker woken already will take this one too
         while self.idle:
             waiter = self.idle.pop()
             if not waiter.done():
                 waiter.set_result(None)
+                self.waking = self.batch > 1
                 break
         return True
+
+    def take(self) -> list[Delivery]:
+        """The next call's deliveries: the first queued one and, for a batch handler, the
+        first attempts queued behind it, within `batch` and the room under `limit`."""
+        queue = self.queue
+        first = queue.popleft()
+        if self.batch == 1 or first.attempts:
+            return [first]
+        most = min(self.batch, self.limit - self.taken)
+        taken = [first]
+        while queue and len(taken) < most and not queue[0].attempts:
+            taken.append(queue.popleft())
+        return taken
 
     def wake_all(self) -> None:
         for waiter in self.idle:
@@ -174,7 +207,7 @@ class Dispatcher:
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.lease_seconds = 3 * handler_timeout + 10
         self._lanes = {
-            name: _Lane(name, handler, metrics, 2 * concurrency)
+            name: _Lane(name, handler, metrics, 2 * concurrency, concurrency)
             for name, handler in handlers.items()
         }
         self._by_type: dict[str, tuple[_Lane, ...]] = {}
@@ -256,31 +289,50 @@ class Dispatcher:
         loop = asyncio.get_running_loop()
         queue = lane.queue
         while self._running:
-            while queue:
-                delivery = queue.popleft()
+            lane.waking = False
+            while queue and lane.taken < lane.limit:
+                deliveries = lane.take()
                 if lane.hungry and len(queue) <= lane.low_water:
                     lane.hungry = False
                     self._wake.set()
-                await self._deliver(lane, worker, delivery)
+                lane.taken += len(deliveries)
+                try:
+                    await self._deliver(lane, worker, deliveries)
+                finally:
+                    lane.taken -= len(deliveries)
             if not self._running:
                 return
             waiter: asyncio.Future[None] = loop.create_future()
             lane.idle.append(waiter)
             await waiter
 
-    async def _deliver(self, lane: _Lane, worker: _Worker, delivery: Delivery) -> None:
-        """One attempt, guarded: every exception of the handler becomes a recorded failure.
+    async def _deliver(self, lane: _Lane, worker: _Worker, deliveries: list[Delivery]) -> None:
+        """One attempt of each delivery, in one call; guarded: every exception of the handler
+        becomes a recorded failure of each of them.
 
         The call is cut after `handler_timeout` by the watchdog (one timer for all workers
         instead of one per call); the cut arrives as a cancellation, turned into TimeoutError.
         """
         started = self.clock()
-        if started + self.handler_timeout + _LEASE_MARGIN > delivery.deadline:
-            return  # the lease runs out before the call could end; it will be claimed again
+        latest_start = started + self.handler_timeout + _LEASE_MARGIN
+        # A lease that runs out before the call could end is left alone: it is claimed again.
+        if len(deliveries) == 1:
+            if latest_start > deliveries[0].deadline:
+                return
+        else:
+            deliveries = [delivery for delivery in deliveries if latest_start <= delivery.deadline]
+            if not deliveries:
+                return
         failure: Exception | None = None
         worker.cut_at = started + self.handler_timeout
         try:
-            await lane.handler.handle(delivery.event or events.parse(delivery.raw))
+            if len(deliveries) == 1:
+                delivery = deliveries[0]
+                await lane.handler.handle(delivery.event or events.parse(delivery.raw))
+            else:
+                await lane.handler.handle_batch(
+                    [delivery.event or events.parse(delivery.raw) for delivery in deliveries]
+                )
         except asyncio.CancelledError:
             if not worker.timed_out:
                 raise
@@ -297,13 +349,20 @@ class Dispatcher:
                 worker.task.uncancel()
         lane.duration.observe(self.clock() - started)
         if failure is None:
-            # The worker moves on only once that success is committed: at most `concurrency`
-            # successes per handler are ever uncommitted, which bounds what a kill can repeat.
-            # A record lost with its batch (Unavailable) comes again when its lease ends.
+            # The worker moves on only once these successes are committed: at most `limit`
+            # (`concurrency`) successes per handler are ever uncommitted, which bounds what a
+            # kill can repeat. A record lost with its batch (Unavailable) comes again when its
+            # lease ends.
             with contextlib.suppress(Unavailable):
-                await self.inbox.done(delivery.event_id, lane.name)
+                if len(deliveries) == 1:
+                    await self.inbox.done(deliveries[0].event_id, lane.name)
+                else:
+                    await self.inbox.done_many(
+                        [delivery.event_id for delivery in deliveries], lane.name
+                    )
         else:
-            self._failed(lane, delivery, failure)
+            for delivery in deliveries:
+                self._failed(lane, delivery, failure)
 
     async def _watch(self) -> None:
         """Cut every call running longer than `handler_timeout`."""

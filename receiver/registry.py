@@ -54,6 +54,8 @@ class Handler:
 
     event_types: Collection[str] = frozenset()
     name: str = ""
+    #: The most events one `handle_batch` call is given.
+    max_batch: int = 256
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -68,6 +70,22 @@ class Handler:
 
     async def handle(self, event: Event) -> None:
         raise NotImplementedError
+
+    async def handle_batch(self, events: Sequence[Event]) -> None:
+        """Take several events at once (optional): return when all of them are handled.
+
+        A class that overrides it gets fresh events in batches of up to `max_batch` (what has
+        queued up while its previous calls ran); raising fails the attempt of every event in
+        the batch, and each is then retried on its own through `handle`. Make it all or
+        nothing, like one transaction, or at least safe to repeat.
+        """
+        for event in events:
+            await self.handle(event)
+
+    @property
+    def takes_batches(self) -> bool:
+        """Whether this handler's class overrides `handle_batch`."""
+        return type(self).handle_batch is not Handler.handle_batch
 
     async def close(self) -> None:
         """Release what `start` opened; called once at shutdown."""

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import sqlite3
 from collections import Counter
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -476,3 +476,109 @@ def test_lease_owner_is_gone_only_when_its_process_on_this_host_has_ended() -> N
     assert not owner_is_gone(f"{host}:{os.getpid()}:abcd1234")  # ourselves
     assert not owner_is_gone(f"elsewhere-{host}:{int(ended.stdout)}:abcd1234")  # not ours to judge
     assert not owner_is_gone("not-an-owner")
+
+
+class Batches(Handler):
+    """Takes batches; each call waits for `gate`. Records every call's ids, the most events
+    in calls at once, and fails any call holding a `poison-` id (alone or in a batch)."""
+
+    def __init__(self, max_batch: int = 256) -> None:
+        super().__init__()
+        self.max_batch = max_batch
+        self.gate = asyncio.Event()
+        self.gate.set()
+        self.calls: list[list[str]] = []
+        self.delivered: Counter[str] = Counter()
+        self.in_calls = 0
+        self.most_in_calls = 0
+
+    async def handle(self, event: Event) -> None:
+        await self.handle_batch([event])
+
+    async def handle_batch(self, events: Sequence[Event]) -> None:
+        ids = [event.event_id for event in events]
+        self.calls.append(ids)
+        self.in_calls += len(ids)
+        self.most_in_calls = max(self.most_in_calls, self.in_calls)
+        try:
+            await self.gate.wait()
+        finally:
+            self.in_calls -= len(ids)
+        if any(event_id.startswith("poison-") for event_id in ids):
+            raise ValueError("cannot store a poison event")
+        self.delivered.update(ids)
+
+
+async def test_delivery_batch_handler_takes_what_queued_meanwhile_in_one_call_each_once(
+    inbox: SqliteInbox,
+) -> None:
+    batches, single = Batches(), RecordingHandler()
+    handlers: dict[str, Handler] = {"batches": batches, "single": single}
+    batches.gate.clear()
+    ids = [f"ev-{i:02d}" for i in range(40)]
+    async with running(inbox, handlers) as dispatcher:
+        await accept(inbox, dispatcher, handlers, event(ids[0]))
+        await until(lambda: batches.calls == [[ids[0]]], within=10, what="the first call")
+        arrived = [event(event_id) for event_id in ids[1:]]  # while the first call runs
+        for ev in arrived:
+            await inbox.put(ev, list(handlers))
+        for ev in arrived:  # handed over at once, as pushes answered in one loop iteration are
+            dispatcher.notify(ev)
+        await until(lambda: len(batches.calls) == 2, within=10, what="the second call")
+        batches.gate.set()
+        await until(lambda: len(batches.delivered) == 40, within=10, what="every event")
+        await single.wait_for(40)
+        await inbox.flush()
+        await until(lambda: inbox.stats().pending == 0, within=10, what="nothing pending")
+    assert batches.calls == [ids[:1], ids[1:]]
+    assert set(batches.delivered.values()) == {1}
+    assert single.calls == 40 and sorted(single.ids) == ids
+
+
+async def test_delivery_batches_keep_to_max_batch_and_to_concurrency_events_in_calls(
+    inbox: SqliteInbox,
+) -> None:
+    batches = Batches(max_batch=3)
+    handlers: dict[str, Handler] = {"batches": batches}
+    batches.gate.clear()
+    ids = [f"ev-{i:02d}" for i in range(20)]
+    async with running(inbox, handlers, concurrency=4) as dispatcher:
+        for event_id in ids:
+            await accept(inbox, dispatcher, handlers, event(event_id))
+        await until(lambda: batches.in_calls == 4, within=10, what="four events in calls")
+        for _ in range(3):  # the lane has room for more, but not the calls
+            await asyncio.sleep(0)
+        assert batches.in_calls == 4
+        batches.gate.set()
+        await until(lambda: len(batches.delivered) == 20, within=10, what="every event")
+    assert batches.most_in_calls == 4
+    assert max(len(call) for call in batches.calls) == 3
+    assert sorted(batches.delivered) == ids and set(batches.delivered.values()) == {1}
+
+
+async def test_delivery_failed_batch_retries_each_event_alone_and_only_the_bad_one_dies(
+    inbox: SqliteInbox,
+) -> None:
+    batches, steady = Batches(), RecordingHandler()
+    handlers: dict[str, Handler] = {"batches": batches, "steady": steady}
+    batches.gate.clear()
+    ids = ["ev-1", "poison-2", "ev-3", "ev-4"]
+    async with running(inbox, handlers, max_attempts=3) as dispatcher:
+        for event_id in ids:
+            await accept(inbox, dispatcher, handlers, event(event_id))
+        batches.gate.set()
+        await until(
+            lambda: inbox.stats().dead_letters == {"batches": 1}, within=10, what="dead letter"
+        )
+        await until(lambda: len(batches.delivered) == 3, within=10, what="the good events")
+        await steady.wait_for(4)
+        await inbox.flush()
+    [letter] = await inbox.list_dead()
+    assert (letter.event_id, letter.attempts) == ("poison-2", 3)
+    assert letter.last_error == "ValueError: cannot store a poison event"
+    assert sorted(batches.delivered) == ["ev-1", "ev-3", "ev-4"]
+    assert set(batches.delivered.values()) == {1}
+    retried = [call for call in batches.calls if "poison-2" in call][1:]
+    assert retried == [["poison-2"], ["poison-2"]]  # retries go one by one
+    assert steady.calls == 4
+    assert inbox.stats().pending == 0

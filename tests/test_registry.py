@@ -252,3 +252,22 @@ def test_load_handlers_missing_required_option_names_it() -> None:
 def test_load_handlers_constructor_failure_is_one_line_handler_error() -> None:
     message = load_error([f"{PLUGIN}:Exploding"])
     assert "cannot be created: RuntimeError: cannot reach the backend" in message
+
+
+async def test_only_a_class_that_overrides_handle_batch_takes_batches() -> None:
+    seen: list[str] = []
+
+    class OneByOne(Handler):
+        async def handle(self, event: Event) -> None:
+            seen.append(event.event_id)
+
+    @handler
+    async def function(event: Event) -> None:
+        seen.append(event.event_id)
+
+    assert not OneByOne().takes_batches and not function.takes_batches
+    assert SqliteHandler(path="unused.db").takes_batches
+    # the default `handle_batch` hands each event to `handle`, in order
+    await OneByOne().handle_batch([variant("touch", event_id="a"), variant("co2", event_id="b")])
+    await function.handle_batch([variant("touch", event_id="c")])
+    assert seen == ["a", "b", "c"]

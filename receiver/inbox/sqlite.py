@@ -162,11 +162,14 @@ class SqliteInbox(Inbox):
         return list(await self._submit(run, precheck=due, otherwise=()))
 
     def done(self, event_id: str, handler: str) -> asyncio.Future[None]:
+        return self.done_many((event_id,), handler)
+
+    def done_many(self, event_ids: Sequence[str], handler: str) -> asyncio.Future[None]:
         future: asyncio.Future[None] = self._loop.create_future()  # type: ignore[union-attr]
         if self._open:
-            self._queue.put((DONE, future, event_id, handler))
+            self._queue.put((DONE, future, event_ids, handler))
         else:
-            future.set_result(None)  # closed: the delivery stays pending, as after a crash
+            future.set_result(None)  # closed: the deliveries stay pending, as after a crash
         return future
 
     def retry(

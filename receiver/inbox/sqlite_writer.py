@@ -32,7 +32,7 @@ from receiver.inbox import sqlite_store as store
 
 log = logging.getLogger("dtpush.inbox")
 
-# Operation kinds: (PUT, future, event, handlers), (DONE, future | None, event_id, handler),
+# Operation kinds: (PUT, future, event, handlers), (DONE, future | None, event_ids, handler),
 # (CALL, future or None, call, precheck or None, answer when the precheck says no), (STOP, None).
 PUT, DONE, CALL, STOP = 0, 1, 2, 3
 Op = tuple[Any, ...]
@@ -239,7 +239,8 @@ class Writer:
                     batch.pending += len(handlers)
                     results.append((future, True, None))
                 elif kind == DONE:
-                    dones.append((op[2], op[3]))
+                    handler = op[3]
+                    dones.extend([(event_id, handler) for event_id in op[2]])
                     if op[1] is not None:
                         results.append((op[1], None, None))
                 else:

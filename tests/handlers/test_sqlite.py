@@ -104,10 +104,11 @@ async def test_sqlite_older_event_does_not_replace_latest(store: SqliteHandler) 
 @given(
     times=st.tuples(*(st.lists(TIMES, min_size=1, max_size=6, unique=True) for _ in KEYS)),
     order=st.randoms(use_true_random=False),
-    chunk=st.integers(min_value=1, max_value=8),
+    chunk=st.integers(min_value=1, max_value=24),
+    batched=st.booleans(),
 )
 def test_sqlite_latest_is_newest_per_device_and_type_in_any_delivery_order(
-    times: tuple[list[datetime], ...], order: Any, chunk: int
+    times: tuple[list[datetime], ...], order: Any, chunk: int, batched: bool
 ) -> None:
     events: list[Event] = []
     newest: dict[tuple[str, str], tuple[str, str]] = {}
@@ -124,7 +125,11 @@ def test_sqlite_latest_is_newest_per_device_and_type_in_any_delivery_order(
         await handler.start()
         try:  # some concurrently (one transaction), some one after the other
             for start in range(0, len(events), chunk):
-                await asyncio.gather(*(handler.handle(e) for e in events[start : start + chunk]))
+                some = events[start : start + chunk]
+                if batched:
+                    await handler.handle_batch(some)
+                else:
+                    await asyncio.gather(*(handler.handle(e) for e in some))
         finally:
             await handler.close()
 
@@ -144,6 +149,18 @@ async def test_sqlite_concurrent_events_all_committed_in_fewer_commits(
     await asyncio.gather(*(store.handle(e) for e in events))
     assert query(store.path, "SELECT count(*) FROM events") == [(1000,)]
     assert 1 <= store.commits < 1000
+
+
+async def test_sqlite_batch_of_any_size_stores_each_event_once_in_one_commit(
+    store: SqliteHandler,
+) -> None:
+    for size in (1, 3, 64, 85, 300):  # rows go in statements of 64, 16, 4 and 1
+        events = [variant("co2", event_id=f"batch{size}-{i:03d}") for i in range(size)]
+        before = store.commits
+        await store.handle_batch([*events, events[0]])  # one repeated: still stored once
+        assert store.commits == before + 1
+    stored = query(store.path, "SELECT count(*), count(DISTINCT event_id) FROM events")
+    assert stored == [(453, 453)]
 
 
 async def test_sqlite_events_survive_reopen_and_stay_idempotent(tmp_path: Path) -> None:
