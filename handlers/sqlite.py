@@ -36,6 +36,7 @@ import orjson
 
 from receiver.errors import HandlerError
 from receiver.registry import Handler
+from receiver.runtime import run_as_batch_work
 from receiver.sqlite_wal import durable
 
 if TYPE_CHECKING:
@@ -155,6 +156,7 @@ class SqliteHandler(Handler):
     # The writer thread.
 
     def _run(self, loop: asyncio.AbstractEventLoop, opened: asyncio.Future[None]) -> None:
+        run_as_batch_work()  # woken by every queued batch, it must not preempt the event loop
         try:
             connection = self._connect()
         except (OSError, sqlite3.Error) as exc:
