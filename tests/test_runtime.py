@@ -1,4 +1,4 @@
-"""The process-level tuning of `receiver.runtime`: writer threads are batch work for Linux."""
+"""The process-level tuning of `receiver.runtime`: the handler's writer thread is batch work."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-async def test_sqlite_writer_threads_run_as_batch_work_and_the_event_loop_does_not(
+async def test_sqlite_handler_writer_runs_as_batch_work_the_inbox_writer_and_loop_do_not(
     tmp_path: Path,
 ) -> None:
     before = set(threading.enumerate())
@@ -29,8 +29,8 @@ async def test_sqlite_writer_threads_run_as_batch_work_and_the_event_loop_does_n
         started = {t.name: t.native_id for t in set(threading.enumerate()) - before}
         writers = {name: tid for name, tid in started.items() if name.startswith("dtpush-")}
         assert sorted(writers) == ["dtpush-inbox-writer", f"dtpush-sqlite {handler.path}"]
-        for tid in writers.values():
-            assert tid is not None and os.sched_getscheduler(tid) == os.SCHED_BATCH
+        assert os.sched_getscheduler(writers[f"dtpush-sqlite {handler.path}"]) == os.SCHED_BATCH
+        assert os.sched_getscheduler(writers["dtpush-inbox-writer"]) == os.SCHED_OTHER
         assert os.sched_getscheduler(threading.get_native_id()) == os.SCHED_OTHER
     finally:
         await handler.close()

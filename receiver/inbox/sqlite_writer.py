@@ -29,7 +29,6 @@ from typing import Any
 
 from receiver.errors import Unavailable
 from receiver.inbox import sqlite_store as store
-from receiver.runtime import run_as_batch_work
 
 log = logging.getLogger("dtpush.inbox")
 
@@ -119,7 +118,6 @@ class Writer:
             self._thread.join()
 
     def _run(self, loop: asyncio.AbstractEventLoop, opened: asyncio.Future[None]) -> None:
-        run_as_batch_work()  # woken by every queued write, it must not preempt the event loop
         conn: sqlite3.Connection | None = None
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
