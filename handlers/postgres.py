@@ -17,7 +17,8 @@ nothing (DT delivers at least once), and `latest` is replaced only by a strictly
 
 `handle(event)` queues the event and returns once the transaction holding it has committed;
 writers take everything queued meanwhile (up to `batch_size`) into one transaction, so a burst
-pays one commit per batch. A failed batch fails its callers (delivery retries them), marks the
+pays one commit per batch. `handle_batch(events)` queues up to `batch_size` events at once
+(delivery hands fresh events over that way). A failed batch fails its callers (delivery retries them), marks the
 handler not ready, and a probe marks it ready again once the database answers. The DSN's
 password never appears in a log line, an error or a repr.
 """
@@ -28,6 +29,7 @@ import asyncio
 import contextlib
 import logging
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -131,6 +133,7 @@ class PostgresHandler(Handler):
             )
         self.table_prefix = table_prefix
         self.batch_size = _whole(batch_size, "batch_size", 1, MAX_BATCH_SIZE)
+        self.max_batch = self.batch_size
         self._queue: asyncio.Queue[_Item | None] = asyncio.Queue()
         self._pool: asyncpg.Pool[Any] | None = None
         self._writers: list[asyncio.Task[None]] = []
@@ -175,11 +178,25 @@ class PostgresHandler(Handler):
         self._writers = [asyncio.create_task(self._write_loop(pool)) for _ in range(WRITERS)]
 
     async def handle(self, event: Event) -> None:
+        await self.handle_batch((event,))
+
+    async def handle_batch(self, events: Sequence[Event]) -> None:
+        """Queue the events for the writers; return when all are committed.
+
+        Up to `batch_size` events come in one call (`max_batch`), so they normally share one
+        transaction; if the writers split them and one part fails, the call fails and
+        delivery retries each event alone (storing an event again changes nothing).
+        """
         if self._pool is None or self._closing:
             raise RuntimeError("the postgres handler is not running")
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(_Item(event, datetime.now(UTC), done))
-        await done
+        loop = asyncio.get_running_loop()
+        received_at = datetime.now(UTC)
+        waits: list[asyncio.Future[None]] = []
+        for event in events:
+            done: asyncio.Future[None] = loop.create_future()
+            self._queue.put_nowait(_Item(event, received_at, done))
+            waits.append(done)
+        await asyncio.gather(*waits)
 
     async def close(self) -> None:
         pool = self._pool

@@ -226,6 +226,18 @@ async def test_postgres_batch_size_bounds_each_transaction(prefix: str) -> None:
     assert (await fetch(f"SELECT count(*) FROM {prefix}events"))[0][0] == 50
 
 
+async def test_postgres_batch_call_commits_all_its_events_in_one_transaction(
+    store: PostgresHandler, prefix: str
+) -> None:
+    assert store.takes_batches and store.max_batch == store.batch_size == 100
+    events = [variant("co2", event_id=f"batch-{i:03d}") for i in range(100)]
+    before = store.commits
+    await store.handle_batch([*events[:60], events[0]])  # one repeated: still stored once
+    await store.handle_batch(events[60:])
+    assert store.commits == before + 2
+    assert (await fetch(f"SELECT count(*) FROM {prefix}events"))[0][0] == 100
+
+
 async def test_postgres_events_survive_restart_and_stay_idempotent(prefix: str) -> None:
     event = sample("humidity")
     first = PostgresHandler(dsn=DSN, table_prefix=prefix)
