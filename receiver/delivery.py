@@ -314,25 +314,19 @@ class Dispatcher:
         instead of one per call); the cut arrives as a cancellation, turned into TimeoutError.
         """
         started = self.clock()
-        latest_start = started + self.handler_timeout + _LEASE_MARGIN
         # A lease that runs out before the call could end is left alone: it is claimed again.
-        if len(deliveries) == 1:
-            if latest_start > deliveries[0].deadline:
-                return
-        else:
-            deliveries = [delivery for delivery in deliveries if latest_start <= delivery.deadline]
-            if not deliveries:
-                return
+        latest_end = started + self.handler_timeout + _LEASE_MARGIN
+        deliveries = [delivery for delivery in deliveries if delivery.deadline >= latest_end]
+        if not deliveries:
+            return
         failure: Exception | None = None
         worker.cut_at = started + self.handler_timeout
         try:
-            if len(deliveries) == 1:
-                delivery = deliveries[0]
-                await lane.handler.handle(delivery.event or events.parse(delivery.raw))
+            given = [delivery.event or events.parse(delivery.raw) for delivery in deliveries]
+            if len(given) == 1:
+                await lane.handler.handle(given[0])
             else:
-                await lane.handler.handle_batch(
-                    [delivery.event or events.parse(delivery.raw) for delivery in deliveries]
-                )
+                await lane.handler.handle_batch(given)
         except asyncio.CancelledError:
             if not worker.timed_out:
                 raise
@@ -354,12 +348,9 @@ class Dispatcher:
             # kill can repeat. A record lost with its batch (Unavailable) comes again when its
             # lease ends.
             with contextlib.suppress(Unavailable):
-                if len(deliveries) == 1:
-                    await self.inbox.done(deliveries[0].event_id, lane.name)
-                else:
-                    await self.inbox.done_many(
-                        [delivery.event_id for delivery in deliveries], lane.name
-                    )
+                await self.inbox.done_many(
+                    [delivery.event_id for delivery in deliveries], lane.name
+                )
         else:
             for delivery in deliveries:
                 self._failed(lane, delivery, failure)
