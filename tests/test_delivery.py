@@ -542,16 +542,21 @@ async def test_delivery_batches_keep_to_max_batch_and_to_concurrency_events_in_c
     handlers: dict[str, Handler] = {"batches": batches}
     batches.gate.clear()
     ids = [f"ev-{i:02d}" for i in range(20)]
+    arrived = [event(event_id) for event_id in ids]
     async with running(inbox, handlers, concurrency=4) as dispatcher:
-        for event_id in ids:
-            await accept(inbox, dispatcher, handlers, event(event_id))
+        for ev in arrived:
+            await inbox.put(ev, list(handlers))
+        for ev in arrived[:5]:  # one worker takes a batch of 3
+            dispatcher.notify(ev)
+        await until(lambda: batches.in_calls == 3, within=10, what="a batch of three")
+        for ev in arrived[5:10]:  # the next takes only what is left under the limit
+            dispatcher.notify(ev)
         await until(lambda: batches.in_calls == 4, within=10, what="four events in calls")
-        for _ in range(3):  # the lane has room for more, but not the calls
-            await asyncio.sleep(0)
-        assert batches.in_calls == 4
+        for ev in arrived[10:]:  # and the next none, until calls end
+            dispatcher.notify(ev)
         batches.gate.set()
         await until(lambda: len(batches.delivered) == 20, within=10, what="every event")
-    assert batches.most_in_calls == 4
+    assert batches.most_in_calls == 4  # the lane had room for more, but not the calls
     assert max(len(call) for call in batches.calls) == 3
     assert sorted(batches.delivered) == ids and set(batches.delivered.values()) == {1}
 
